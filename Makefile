@@ -1,0 +1,55 @@
+# Front door. `make serve` runs the product, `make test` tests it; both install on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# cuda when an NVIDIA GPU answers, else vLLM's CPU build. Override: make serve ENGINE=cpu
+ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+VENV_STAMP := $(VENV)/.installed-$(ENGINE)
+PYTEST_ARGS ?=
+
+.PHONY: help install serve test test-unit test-e2e lint typecheck smoke clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml requirements/engine-$(ENGINE).txt
+	@echo ">> installing into $(VENV) (engine: $(ENGINE)); later runs reuse it"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/engine-$(ENGINE).txt
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# torchvision comes along with vLLM but fails to import next to torch 2.13+cpu
+	@# ("operator torchvision::nms does not exist") and breaks transformers; text-only
+	@# gpt-oss never needs it. tests/test_install.py guards this.
+	$(PY) -m pip uninstall --quiet -y torchvision || true
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(VENV_STAMP) ## create .venv and install everything (automatic)
+
+serve: $(VENV_STAMP) ## run the product: vLLM + sidecar on http://127.0.0.1:8000
+	$(PY) -m serving up
+
+test: $(VENV_STAMP) ## unit + end-to-end tests (starts the real stack once)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV_STAMP) ## unit tests only (no engine)
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: $(VENV_STAMP) ## end-to-end tests only
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: $(VENV_STAMP) ## ruff + mypy
+	$(PY) -m ruff check serving tests benchmarks
+	$(PY) -m mypy
+
+smoke: $(VENV_STAMP) ## build (or reuse) the smoke checkpoint
+	$(PY) -m serving.smoke
+
+clean: ## remove the venv and local state (keeps the smoke-checkpoint cache)
+	rm -rf $(VENV) .serving .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/*.mk

@@ -1,0 +1,128 @@
+"""Settings, one class per concern, read once from the environment at start-up.
+
+Every setting can be given as an environment variable with the prefix shown on its class
+(e.g. ``SERVING_PORT=9000``). Handlers never read the environment: the settings objects are
+built by ``create_app`` / the launcher and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The names the seeds' clients use for the model; every one of them is served by vLLM.
+SERVED_MODEL_NAMES: tuple[str, ...] = ("gpt-oss-20b", "gpt-oss:20b", "openai/gpt-oss-20b")
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "gpt-oss-serving"
+
+
+class PathSettings(BaseSettings):
+    """Where the deployment keeps its state (keys, aliases, logs) and its caches."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=Path(".serving"),
+        description="Keys file, Ollama aliases and logs live here (created if missing).",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Smoke checkpoint and rebuilt tokenizer cache; outside the clone so "
+        "fresh clones reuse it.",
+    )
+
+    @property
+    def keys_file(self) -> Path:
+        return self.state_dir / "keys.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+class SidecarSettings(BaseSettings):
+    """The FastAPI sidecar in front of vLLM."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Sidecar bind address (0.0.0.0 in containers).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Sidecar port: the only public one.")
+    upstream_url: str = Field(
+        default="http://127.0.0.1:8001", description="vLLM's OpenAI server (loopback only)."
+    )
+    keys_file: Path = Field(default=Path(".serving/keys.json"), description="Hashed API keys.")
+    aliases_file: Path = Field(
+        default=Path(".serving/aliases.json"), description="Ollama model aliases (/api/copy)."
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_read_timeout_s: float = Field(
+        default=600.0, gt=0, description="Longest silence from vLLM before a 504."
+    )
+    reasoning_content_alias: bool = Field(
+        default=True,
+        description="Also emit vLLM's `reasoning` as `reasoning_content` (clients written for "
+        "other gpt-oss hosts read that name).",
+    )
+    log_prompts: bool = Field(default=False, description="Log prompt text (off: privacy).")
+    served_model_names: tuple[str, ...] = Field(default=SERVED_MODEL_NAMES)
+    quantization_label: str = Field(
+        default="MXFP4", description="Reported by /api/tags; the smoke checkpoint is bf16."
+    )
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class EngineSettings(BaseSettings):
+    """How the launcher runs vLLM. The GPU plan (serving.launcher.plan) reads these."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
+
+    engine: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: CUDA when NVML finds a GPU, else vLLM's CPU build."
+    )
+    model: str = Field(
+        default="openai/gpt-oss-20b",
+        description="Hugging Face id or local path used on GPU hosts. CPU hosts serve the "
+        "smoke checkpoint unless this is set to a local directory.",
+    )
+    model_family: Literal["gpt-oss-20b", "gpt-oss-120b"] = Field(default="gpt-oss-20b")
+    vllm_host: str = Field(default="127.0.0.1", description="vLLM never listens beyond loopback.")
+    vllm_port: int = Field(default=8001, ge=1, le=65535)
+    max_model_len: int | None = Field(
+        default=None, ge=256, description="Context length; default: the model's full 131072."
+    )
+    synthetic_weights: bool = Field(
+        default=False, description="vLLM --load-format dummy: full-size model, random weights."
+    )
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=0.98,
+        description="vLLM --gpu-memory-utilization; default: the plan's choice (0.92, less "
+        "when other processes hold GPU memory).",
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="vLLM --max-num-seqs; default: what the KV cache holds."
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=256, description="vLLM --max-num-batched-tokens; default by card size."
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(
+        default="auto", description="auto = the model dtype (bf16); fp8 halves the KV cache."
+    )
+    extra_vllm_args: list[str] = Field(default_factory=list)
+    ready_timeout_s: float = Field(default=1800.0, gt=0, description="Cold start budget.")
+    max_restarts: int = Field(
+        default=3, ge=0, description="Engine restarts after a crash before the launcher gives up."
+    )

@@ -1,0 +1,105 @@
+"""The sidecar's error hierarchy and the single place where upstream failures are classified.
+
+Routes raise these; the app renders them in the protocol of the route (OpenAI's
+``{"error": {...}}`` on /v1, Ollama's ``{"error": "..."}`` on /api). Errors are classified by
+exception type, never by matching their text.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ServingError(Exception):
+    status_code = 500
+    error_type = "server_error"
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ServingError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "bad_request"
+
+
+class Unauthorized(ServingError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ServingError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_permissions"
+
+
+class NotFound(ServingError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(ServingError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class UpstreamUnavailable(ServingError):
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "engine_unavailable"
+
+    def __init__(self, message: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+
+
+class UpstreamTimeout(ServingError):
+    status_code = 504
+    error_type = "timeout"
+    code = "engine_timeout"
+
+
+def from_upstream_exception(exc: httpx.HTTPError) -> ServingError:
+    """Map an httpx failure talking to vLLM onto the error the client should see."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout("The engine did not answer in time.")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)):
+        return UpstreamUnavailable("The engine is not reachable (starting or restarting).")
+    if isinstance(exc, httpx.ReadError):
+        return UpstreamUnavailable("The engine closed the connection (it may have restarted).")
+    return UpstreamUnavailable(f"Upstream error: {type(exc).__name__}")
+
+
+def openai_error_body(err: ServingError) -> dict[str, object]:
+    return {
+        "error": {
+            "message": err.message,
+            "type": err.error_type,
+            "param": err.param,
+            "code": err.code,
+        }
+    }
+
+
+def ollama_error_body(err: ServingError) -> dict[str, object]:
+    return {"error": err.message}

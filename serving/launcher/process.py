@@ -1,0 +1,164 @@
+"""Supervising the vLLM child process: start, log, readiness, restart policy, clean stop.
+
+Restart policy: a crashed engine is restarted (with backoff) up to `max_restarts` times,
+because a transient fault (OOM on a burst, a CUDA error) should not take a node's endpoint
+down for good; after that the launcher exits non-zero with the tail of vLLM's log, and the
+process manager (Kubernetes, systemd) decides. While the engine is down the sidecar's
+/ready says why and requests get 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from serving.sidecar.engine_state import EngineState
+
+log = logging.getLogger(__name__)
+engine_log = logging.getLogger("serving.vllm")
+
+_PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 15.0
+TAIL_LINES = 40
+
+
+class EngineFailed(Exception):
+    """vLLM exited and will not be restarted; `tail` holds its last log lines."""
+
+    def __init__(self, message: str, tail: Sequence[str]) -> None:
+        super().__init__(message)
+        self.tail = list(tail)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # If the launcher is SIGKILLed, the kernel sends vLLM SIGTERM: no orphaned engine.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class EngineSupervisor:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        state: EngineState,
+        log_path: Path,
+        ready_url: str,
+        ready_timeout_s: float,
+        max_restarts: int,
+    ) -> None:
+        self.argv = list(argv)
+        self.env = {**os.environ, **env}
+        self.state = state
+        self.log_path = log_path
+        self.ready_url = ready_url
+        self.ready_timeout_s = ready_timeout_s
+        self.max_restarts = max_restarts
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.ready_event = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Run until stopped; raises EngineFailed when the restart budget is spent."""
+        while True:
+            code = await self._run_once()
+            if self._stopping:
+                return
+            if self.state.restarts >= self.max_restarts:
+                self.state.set("dead", exit_code=code)
+                raise EngineFailed(f"vLLM exited with code {code}; not restarting", self.tail)
+            self.state.restarts += 1
+            backoff = min(2.0**self.state.restarts, 30.0)
+            log.error(
+                "vLLM exited with code %s; restart %d/%d in %.0fs",
+                code, self.state.restarts, self.max_restarts, backoff,
+            )
+            self.state.set("restarting", exit_code=code)
+            await asyncio.sleep(backoff)
+
+    async def _run_once(self) -> int:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: we stop vLLM and its workers together
+            preexec_fn=_die_with_parent,
+        )
+        self.state.set("starting" if self.state.restarts == 0 else "restarting",
+                       pid=self._process.pid)
+        log.info("vLLM started (pid %d); log: %s", self._process.pid, self.log_path)
+        pump = asyncio.create_task(self._pump_logs(self._process))
+        ready = asyncio.create_task(self._wait_ready())
+        code = await self._process.wait()
+        ready.cancel()
+        await pump
+        self.ready_event.clear()
+        return code
+
+    async def _pump_logs(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        with self.log_path.open("ab") as sink:
+            async for raw in process.stdout:
+                sink.write(raw)
+                sink.flush()
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.tail.append(line)
+                engine_log.info("%s", line)
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if (await client.get(self.ready_url)).status_code == 200:
+                        self.state.set("running")
+                        self.ready_event.set()
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(1.0)
+        log.error("vLLM not ready after %.0fs; stopping it", self.ready_timeout_s)
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self._process is None or self._process.returncode is not None:
+            return
+        try:
+            os.killpg(self._process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    async def stop(self) -> None:
+        """SIGTERM the engine's process group, SIGKILL what is left after a grace period."""
+        self._stopping = True
+        self.state.set("stopping")
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            log.warning("vLLM ignored SIGTERM for %.0fs; killing it", STOP_GRACE_S)
+        # Workers may outlive the main process: sweep the whole group either way.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await process.wait()

@@ -1,0 +1,191 @@
+"""OpenAI routes: authenticated pass-through to vLLM's own OpenAI server.
+
+Requests are forwarded as sent (plus `stream_options.include_usage`, so tokens can be
+counted per key); responses stream back event by event, never buffered. vLLM does the
+validation, sampling, harmony parsing and tool calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from serving.errors import ServingError, from_upstream_exception
+from serving.protocols import openai_stream as sse
+from serving.sidecar.deps import Principal, get_settings, get_upstream, require
+from serving.sidecar.metrics import record_tokens
+from serving.sidecar.proxy import (
+    close_quietly,
+    open_upstream,
+    passthrough_headers,
+    read_unless_disconnected,
+)
+
+
+class _OpenAIRequest(BaseModel):
+    """Only what the sidecar itself looks at; every other field goes to vLLM untouched."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    stream: bool | None = None
+
+
+class ChatCompletionRequest(_OpenAIRequest):
+    messages: list[dict[str, Any]]
+
+
+class CompletionRequest(_OpenAIRequest):
+    prompt: str | list[Any]
+
+
+class ResponsesRequest(_OpenAIRequest):
+    input: str | list[Any]
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["OpenAI"])
+
+    @router.post("/chat/completions", summary="Chat completion (streaming or not)")
+    async def chat_completions(
+        request: Request,
+        body: ChatCompletionRequest = Body(...),
+        _: Principal = Depends(require("chat")),
+    ) -> Response:
+        return await forward(request, "/v1/chat/completions", body, alias_reasoning=True)
+
+    @router.post("/completions", summary="Text completion (raw prompt)")
+    async def completions(
+        request: Request,
+        body: CompletionRequest = Body(...),
+        _: Principal = Depends(require("completions")),
+    ) -> Response:
+        return await forward(request, "/v1/completions", body, alias_reasoning=False)
+
+    @router.post("/responses", summary="Responses API")
+    async def responses(
+        request: Request,
+        body: ResponsesRequest = Body(...),
+        _: Principal = Depends(require("chat")),
+    ) -> Response:
+        return await forward(request, "/v1/responses", body, alias_reasoning=False)
+
+    @router.get("/models", summary="List the served model names")
+    async def list_models(request: Request, _: Principal = Depends(require("models"))) -> Response:
+        return await forward_get(request, "/v1/models")
+
+    @router.get("/models/{model_id:path}", summary="Describe one served model")
+    async def get_model(
+        request: Request, model_id: str, _: Principal = Depends(require("models"))
+    ) -> Response:
+        return await forward_get(request, f"/v1/models/{model_id}")
+
+    return router
+
+
+async def forward_get(request: Request, path: str) -> Response:
+    upstream = await open_upstream(get_upstream(request), "GET", path, headers=_trace(request))
+    try:
+        body = await upstream.aread()
+    except httpx.HTTPError as exc:
+        raise from_upstream_exception(exc) from exc
+    finally:
+        await close_quietly(upstream)
+    return Response(body, upstream.status_code, headers=passthrough_headers(upstream))
+
+
+async def forward(
+    request: Request, path: str, body: _OpenAIRequest, *, alias_reasoning: bool
+) -> Response:
+    settings = get_settings(request)
+    payload = body.model_dump(exclude_unset=True)
+    streaming = bool(payload.get("stream"))
+    strip_usage = streaming and _request_usage(payload, path)
+    upstream = await open_upstream(
+        get_upstream(request), "POST", path, json=payload, headers=_trace(request)
+    )
+    alias = alias_reasoning and settings.reasoning_content_alias
+    if streaming and upstream.status_code == 200:
+        return StreamingResponse(
+            relay_stream(request, upstream, alias=alias, strip_usage=strip_usage),
+            media_type="text/event-stream",
+            headers=passthrough_headers(upstream),
+        )
+    try:
+        raw = await read_unless_disconnected(request, upstream)
+    finally:
+        await close_quietly(upstream)
+    if raw is None:  # our client left; vLLM's request was aborted with the connection
+        return Response(status_code=499)
+    if upstream.status_code == 200:
+        raw = _account_and_alias(request, raw, alias=alias)
+    return Response(raw, upstream.status_code, headers=passthrough_headers(upstream))
+
+
+def _request_usage(payload: dict[str, Any], path: str) -> bool:
+    """Ask vLLM for a usage chunk when the client did not; True if we must strip it again."""
+    if path == "/v1/responses":  # the Responses API reports usage in its final event anyway
+        return False
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        return False
+    payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
+    return True
+
+
+def _account_and_alias(request: Request, raw: bytes, *, alias: bool) -> bytes:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    usage = parsed.get("usage") if isinstance(parsed, dict) else None
+    if isinstance(usage, dict):
+        record_tokens(
+            request,
+            prompt_tokens=int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+            completion_tokens=int(
+                usage.get("completion_tokens") or usage.get("output_tokens") or 0
+            ),
+        )
+    if not alias:
+        return raw
+    return json.dumps(sse.alias_reasoning_in_json(parsed), ensure_ascii=False).encode()
+
+
+async def relay_stream(
+    request: Request, upstream: httpx.Response, *, alias: bool, strip_usage: bool
+) -> AsyncIterator[bytes]:
+    """Forward SSE events as they arrive; an upstream failure becomes an SSE error event."""
+    splitter = sse.SSEEventSplitter()
+    try:
+        async for chunk in upstream.aiter_raw():
+            out = []
+            for event in splitter.feed(chunk):
+                data = sse.event_data(event)
+                usage = sse.usage_from_event(data) if data is not None else None
+                if usage is not None:
+                    record_tokens(request, prompt_tokens=usage.prompt_tokens,
+                                  completion_tokens=usage.completion_tokens)
+                    if strip_usage and data is not None and sse.is_usage_only_event(data):
+                        continue
+                out.append(sse.alias_reasoning(event) if alias else event)
+            if out:
+                yield b"".join(out)
+        if rest := splitter.flush():
+            yield rest
+    except httpx.HTTPError as exc:
+        err: ServingError = from_upstream_exception(exc)
+        yield sse.error_event(err.message, code=err.code, error_type=err.error_type)
+    finally:
+        await close_quietly(upstream)
+
+
+def _trace(request: Request) -> dict[str, str]:
+    return {"x-request-id": request.state.request_id}
+

@@ -1,0 +1,123 @@
+"""`create_app(settings)`: the FastAPI sidecar in front of vLLM."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import serving
+from serving.config import SidecarSettings
+from serving.errors import BadRequest, NotFound, ServingError
+from serving.protocols import openai_routes
+from serving.sidecar import health
+from serving.sidecar.engine_state import EngineState
+from serving.sidecar.keys import KeyStore, read_key_file
+from serving.sidecar.metrics import SidecarMetrics
+from serving.sidecar.middleware import RequestContextMiddleware, error_body_for_path
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: SidecarSettings,
+    *,
+    engine: EngineState | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the sidecar. `engine` comes from the launcher (None when run standalone);
+    `transport` lets unit tests stand in for vLLM with httpx.MockTransport."""
+    read_key_file(settings.keys_file)  # fail fast: unreadable or world-readable key file
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(
+            connect=settings.upstream_connect_timeout_s,
+            read=settings.upstream_read_timeout_s,
+            write=settings.upstream_read_timeout_s,
+            pool=settings.upstream_connect_timeout_s,
+        )
+        # No cap on connections: vLLM's own scheduler is the queue, not our pool.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        async with httpx.AsyncClient(
+            base_url=settings.upstream_url, timeout=timeout, limits=limits, transport=transport
+        ) as client:
+            app.state.upstream = client
+            yield
+
+    app = FastAPI(
+        title="gpt-oss serving sidecar",
+        version=serving.__version__,
+        description="Per-key auth, health and metrics in front of vLLM serving gpt-oss; "
+        "the OpenAI API passed through and the Ollama API translated.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.draining = False
+    app.state.keys = KeyStore(settings.keys_file)
+    app.state.metrics = SidecarMetrics()
+
+    app.include_router(health.build_router())
+    app.include_router(openai_routes.build_router())
+    if importlib.util.find_spec("serving.protocols.ollama_routes") is not None:
+        from serving.protocols import ollama_routes
+
+        app.include_router(ollama_routes.build_router())
+
+    _install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app
+
+
+def _render(request: Request, err: ServingError) -> JSONResponse:
+    return JSONResponse(
+        error_body_for_path(request.url.path, err), status_code=err.status_code, headers=err.headers
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServingError)
+    async def on_serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return _render(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _render(request, validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            err: ServingError = NotFound(f"No route {request.method} {request.url.path}.")
+        else:
+            err = ServingError(str(exc.detail))
+            err.status_code = exc.status_code
+            err.code = "http_error"
+        return _render(request, err)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        request_id = getattr(request.state, "request_id", "?")
+        return _render(request, ServingError(f"Internal error in the sidecar (request {request_id})."))
+
+
+def validation_error(exc: RequestValidationError) -> BadRequest:
+    """One clear sentence naming the first offending field."""
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return BadRequest(f"Malformed JSON body: {first.get('ctx', {}).get('error', 'parse error')}.")
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location) or "body"
+    return BadRequest(f"Invalid field '{field}': {first.get('msg', 'invalid value')}.", param=field)

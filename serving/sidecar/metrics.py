@@ -1,0 +1,52 @@
+"""Prometheus metrics of the sidecar itself, in a registry owned by the app (no globals)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+
+
+class SidecarMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sidecar_requests_total",
+            "Requests handled by the sidecar.",
+            ["route", "method", "status", "user"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sidecar_request_duration_seconds",
+            "Time from request start to the last byte of the response (streams included).",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "sidecar_tokens_total",
+            "Tokens reported by vLLM's usage, by route, user and kind (prompt|completion).",
+            ["route", "user", "kind"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "sidecar_requests_in_flight", "Requests being served now.", registry=self.registry
+        )
+
+
+def route_label(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+def user_label(request: Request) -> str:
+    principal = getattr(request.state, "principal", None)
+    return principal.user if principal is not None else "anonymous"
+
+
+def record_tokens(request: Request, *, prompt_tokens: int, completion_tokens: int) -> None:
+    metrics: SidecarMetrics = request.app.state.metrics
+    route, user = route_label(request), user_label(request)
+    metrics.tokens.labels(route, user, "prompt").inc(max(prompt_tokens, 0))
+    metrics.tokens.labels(route, user, "completion").inc(max(completion_tokens, 0))

@@ -1,0 +1,108 @@
+"""Pure ASGI middleware: request id, body-size limit, metrics and one access-log line.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through without buffering and
+the latency histogram covers the whole stream, last byte included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.errors import PayloadTooLarge, ServingError, ollama_error_body, openai_error_body
+from serving.sidecar.metrics import SidecarMetrics
+
+access_log = logging.getLogger("serving.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def error_body_for_path(path: str, err: ServingError) -> dict[str, Any]:
+    """OpenAI's error shape on /v1, Ollama's everywhere else."""
+    return openai_error_body(err) if path.startswith("/v1") else ollama_error_body(err)
+
+
+async def send_error(send: Send, path: str, err: ServingError, request_id: str) -> None:
+    body = json.dumps(error_body_for_path(path, err)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        *((k.lower().encode(), v.encode()) for k, v in err.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": err.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: SidecarMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        supplied = headers.get("x-request-id", "")
+        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope["path"]
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await send_error(send, path, self._too_large(), request_id)
+            self._finish(scope, path, 413, started, request_id)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise self._too_large()
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            self._finish(scope, path, status["code"], started, request_id)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"Request body exceeds the limit of {self.max_body_bytes} bytes "
+            "(SERVING_MAX_BODY_BYTES)."
+        )
+
+    def _finish(self, scope: Scope, path: str, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        principal = scope.get("state", {}).get("principal")
+        user = principal.user if principal is not None else "anonymous"
+        method = scope["method"]
+        self.metrics.requests.labels(route, method, str(status), user).inc()
+        self.metrics.latency.labels(route, method).observe(elapsed)
+        # Never the query string, headers or body: keys and prompts stay out of the log.
+        access_log.info(
+            "request_id=%s method=%s path=%s status=%d duration_ms=%.1f user=%s",
+            request_id, method, path, status, elapsed * 1000, user,
+        )

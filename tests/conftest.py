@@ -1,0 +1,111 @@
+"""Session-wide fixtures. `stack` starts the real product once: `python -m serving up` with
+vLLM's CPU build, the smoke checkpoint and the sidecar on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.sidecar.keys import create_key
+
+REPO = Path(__file__).resolve().parent.parent
+# First run builds the smoke checkpoint (minutes on 2 cores) before vLLM loads it.
+STACK_READY_TIMEOUT_S = 1500.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    sidecar_url: str
+    vllm_url: str
+    admin_key: str
+    chat_key: str
+    keys_file: Path
+    state_dir: Path
+    vllm_log: Path
+    model_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def engine(self) -> dict[str, object]:
+        """The launcher's view of vLLM (phase, pid, restarts) from /ready."""
+        body = httpx.get(f"{self.sidecar_url}/ready", timeout=5).json()
+        engine = body.get("engine")
+        assert isinstance(engine, dict), body
+        return engine
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STACK_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+            pytest.fail(f"launcher exited with {process.returncode} before ready:\n{tail}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=3).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"stack not ready after {STACK_READY_TIMEOUT_S}s")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("stack-state")
+    sidecar_port, vllm_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SERVING_STATE_DIR": str(state_dir),
+        "SERVING_PORT": str(sidecar_port),
+        "SERVING_VLLM_PORT": str(vllm_port),
+        "SERVING_ENGINE": "cpu",
+        "SERVING_MAX_RESTARTS": "2",
+    }
+    log_path = state_dir / "launcher.out"
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", "up"],
+            cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{sidecar_port}"
+    try:
+        _wait_ready(url, process, log_path)
+        keys_file = state_dir / "keys.json"
+        chat_key, _ = create_key(keys_file, user="chat-only", permissions=["chat"])
+        ready = httpx.get(f"{url}/ready", timeout=5).json()
+        model_dir = Path(str(ready.get("model")))
+        yield Stack(
+            sidecar_url=url,
+            vllm_url=f"http://127.0.0.1:{vllm_port}",
+            admin_key=(state_dir / "admin.key").read_text().strip(),
+            chat_key=chat_key,
+            keys_file=keys_file,
+            state_dir=state_dir,
+            vllm_log=state_dir / "logs" / "vllm.log",
+            model_dir=model_dir,
+            process=process,
+        )
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
