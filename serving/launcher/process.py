@@ -47,6 +47,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+async def _exit_code(process: asyncio.subprocess.Process) -> int:
+    """The child's exit code as soon as it exits. `process.wait()` also waits for its pipes
+    to close, which never happens while an orphaned worker still holds stdout."""
+    while process.returncode is None:
+        await asyncio.sleep(0.2)
+    return process.returncode
+
+
 class EngineSupervisor:
     def __init__(
         self,
@@ -105,9 +113,15 @@ class EngineSupervisor:
         log.info("vLLM started (pid %d); log: %s", self._process.pid, self.log_path)
         pump = asyncio.create_task(self._pump_logs(self._process))
         ready = asyncio.create_task(self._wait_ready())
-        code = await self._process.wait()
+        code = await _exit_code(self._process)
         ready.cancel()
-        await pump
+        # The engine's workers (vLLM's EngineCore) outlive a crashed parent and would keep
+        # the log pipe open and hold GPU memory: sweep the whole process group.
+        self._kill_group(self._process.pid)
+        try:
+            await asyncio.wait_for(pump, 5.0)
+        except TimeoutError:
+            pump.cancel()
         self.ready_event.clear()
         return code
 
@@ -153,12 +167,16 @@ class EngineSupervisor:
             return
         self._signal_group(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+            await asyncio.wait_for(_exit_code(process), STOP_GRACE_S)
         except TimeoutError:
             log.warning("vLLM ignored SIGTERM for %.0fs; killing it", STOP_GRACE_S)
         # Workers may outlive the main process: sweep the whole group either way.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self._kill_group(process.pid)
         await process.wait()
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -49,7 +49,11 @@ class _Server(uvicorn.Server):
 def make_plan(settings: LaunchSettings) -> EnginePlan:
     hardware = detect_hardware()
     smoke_dir: Path | None = None
-    if settings.engine.engine == "cpu" or (settings.engine.engine == "auto" and not hardware.gpus):
+    engine = settings.engine
+    # The smoke checkpoint carries the real gpt-oss tokenizer, so synthetic-weight runs on a
+    # GPU host without hub access use it too.
+    if (engine.synthetic_weights or engine.engine == "cpu"
+            or (engine.engine == "auto" and not hardware.gpus)):
         from serving.smoke import ensure_smoke_checkpoint
 
         smoke_dir = ensure_smoke_checkpoint(settings.paths.cache_dir)
