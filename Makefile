@@ -10,7 +10,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 VENV_STAMP := $(VENV)/.installed-$(ENGINE)
 PYTEST_ARGS ?=
 
-.PHONY: help install serve test test-unit test-e2e lint typecheck smoke clean
+.PHONY: help install serve test test-services test-unit test-e2e lint typecheck smoke clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,8 +33,16 @@ install: $(VENV_STAMP) ## create .venv and install everything (automatic)
 serve: $(VENV_STAMP) ## run the product: vLLM + sidecar on http://127.0.0.1:8000
 	$(PY) -m serving up
 
-test: $(VENV_STAMP) ## unit + end-to-end tests (starts the real stack once)
+test: $(VENV_STAMP) test-services ## unit + end-to-end tests (starts the real stack once)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The shared-limit tests run a real redis-server on loopback (the product never needs one).
+test-services:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo ">> installing redis-server for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "note: redis-server not installed; the shared-limit tests will be skipped"; fi; }
 
 test-unit: $(VENV_STAMP) ## unit tests only (no engine)
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)

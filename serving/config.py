@@ -50,8 +50,12 @@ class SidecarSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
 
-    host: str = Field(default="127.0.0.1", description="Sidecar bind address (0.0.0.0 in containers).")
-    port: int = Field(default=8000, ge=1, le=65535, description="Sidecar port: the only public one.")
+    host: str = Field(
+        default="127.0.0.1", description="Sidecar bind address (0.0.0.0 in containers)."
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="Sidecar port: the only public one."
+    )
     upstream_url: str = Field(
         default="http://127.0.0.1:8001", description="vLLM's OpenAI server (loopback only)."
     )
@@ -73,6 +77,24 @@ class SidecarSettings(BaseSettings):
     )
     log_prompts: bool = Field(default=False, description="Log prompt text (off: privacy).")
     served_model_names: tuple[str, ...] = Field(default=SERVED_MODEL_NAMES)
+    redis_url: str | None = Field(
+        default=None,
+        description="Share per-key limits between sidecar replicas (e.g. redis://host:6379/0). "
+        "Unset: limits are kept in this process.",
+    )
+    max_in_flight: int = Field(
+        default=512, ge=1,
+        description="Requests in flight in this sidecar before new ones get 503 + Retry-After.",
+    )
+    max_engine_waiting: int = Field(
+        default=128, ge=1,
+        description="vLLM's waiting queue (vllm:num_requests_waiting) before new requests get "
+        "503 + Retry-After: past this a new request would wait several whole generations, "
+        "so the 1-4 s target is lost anyway and the client is better off retrying elsewhere.",
+    )
+    engine_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the sidecar reads vLLM's queue length."
+    )
     quantization_label: str = Field(
         default="MXFP4", description="Reported by /api/tags; the smoke checkpoint is bf16."
     )

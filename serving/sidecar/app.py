@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
@@ -20,6 +21,8 @@ from serving.protocols import openai_routes
 from serving.sidecar import health
 from serving.sidecar.engine_state import EngineState
 from serving.sidecar.keys import KeyStore, read_key_file
+from serving.sidecar.limits import Limiter, MemoryBackend, RedisBackend
+from serving.sidecar.load import LoadState, poll_engine_queue
 from serving.sidecar.metrics import SidecarMetrics
 from serving.sidecar.middleware import RequestContextMiddleware, error_body_for_path
 
@@ -50,7 +53,14 @@ def create_app(
             base_url=settings.upstream_url, timeout=timeout, limits=limits, transport=transport
         ) as client:
             app.state.upstream = client
-            yield
+            poller = asyncio.create_task(
+                poll_engine_queue(client, app.state.load, settings.engine_poll_interval_s))
+            try:
+                yield
+            finally:
+                poller.cancel()
+                if isinstance(backend, RedisBackend):
+                    await backend.aclose()
 
     app = FastAPI(
         title="gpt-oss serving sidecar",
@@ -64,6 +74,9 @@ def create_app(
     app.state.draining = False
     app.state.keys = KeyStore(settings.keys_file)
     app.state.metrics = SidecarMetrics()
+    app.state.load = LoadState()
+    backend = RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
+    app.state.limiter = Limiter(backend)
 
     app.include_router(health.build_router())
     app.include_router(openai_routes.build_router())
@@ -77,6 +90,8 @@ def create_app(
         RequestContextMiddleware,
         metrics=app.state.metrics,
         max_body_bytes=settings.max_body_bytes,
+        load=app.state.load,
+        limiter=app.state.limiter,
     )
     return app
 
@@ -110,14 +125,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         request_id = getattr(request.state, "request_id", "?")
-        return _render(request, ServingError(f"Internal error in the sidecar (request {request_id})."))
+        message = f"Internal error in the sidecar (request {request_id})."
+        return _render(request, ServingError(message))
 
 
 def validation_error(exc: RequestValidationError) -> BadRequest:
     """One clear sentence naming the first offending field."""
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        return BadRequest(f"Malformed JSON body: {first.get('ctx', {}).get('error', 'parse error')}.")
+        detail = first.get("ctx", {}).get("error", "parse error")
+        return BadRequest(f"Malformed JSON body: {detail}.")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     field = ".".join(location) or "body"
     return BadRequest(f"Invalid field '{field}': {first.get('msg', 'invalid value')}.", param=field)

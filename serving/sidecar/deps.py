@@ -60,6 +60,7 @@ def authenticate(request: Request) -> Principal:
         raise Unauthorized("Invalid or revoked API key.")
     principal = Principal(record.key_id, record.user, record.permissions)
     request.state.principal = principal
+    request.state.key_record = record
     return principal
 
 
@@ -76,6 +77,10 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
             raise Forbidden(
                 f"This API key (user '{principal.user}') lacks the '{permission}' permission."
             )
+        app_state = request.app.state
+        app_state.load.check(app_state.settings)
+        # Released (and its tokens charged) by the middleware when the response ends.
+        request.state.lease = await app_state.limiter.admit(request.state.key_record)
         return principal
 
     return dependency

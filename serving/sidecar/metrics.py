@@ -50,3 +50,6 @@ def record_tokens(request: Request, *, prompt_tokens: int, completion_tokens: in
     route, user = route_label(request), user_label(request)
     metrics.tokens.labels(route, user, "prompt").inc(max(prompt_tokens, 0))
     metrics.tokens.labels(route, user, "completion").inc(max(completion_tokens, 0))
+    lease = getattr(request.state, "lease", None)
+    if lease is not None:  # charged against the key's tokens-per-minute when it is released
+        lease.tokens += max(prompt_tokens, 0) + max(completion_tokens, 0)

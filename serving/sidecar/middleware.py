@@ -16,6 +16,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import PayloadTooLarge, ServingError, ollama_error_body, openai_error_body
+from serving.sidecar.limits import Limiter
+from serving.sidecar.load import LoadState
 from serving.sidecar.metrics import SidecarMetrics
 
 access_log = logging.getLogger("serving.access")
@@ -40,10 +42,20 @@ async def send_error(send: Send, path: str, err: ServingError, request_id: str) 
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: SidecarMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: SidecarMetrics,
+        max_body_bytes: int,
+        load: LoadState,
+        limiter: Limiter,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.load = load
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,14 +89,25 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                lease = scope["state"].get("lease")
+                extra = lease.headers.items() if lease is not None else ()
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                    *((k.encode(), v.encode()) for k, v in extra),
+                ]
             await send(message)
 
         self.metrics.in_flight.inc()
+        self.load.in_flight += 1
         try:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             self.metrics.in_flight.dec()
+            self.load.in_flight -= 1
+            lease = scope["state"].get("lease")
+            if lease is not None:
+                await self.limiter.release(lease)
             self._finish(scope, path, status["code"], started, request_id)
 
     def _too_large(self) -> PayloadTooLarge:
@@ -93,7 +116,9 @@ class RequestContextMiddleware:
             "(SERVING_MAX_BODY_BYTES)."
         )
 
-    def _finish(self, scope: Scope, path: str, status: int, started: float, request_id: str) -> None:
+    def _finish(
+        self, scope: Scope, path: str, status: int, started: float, request_id: str
+    ) -> None:
         elapsed = time.perf_counter() - started
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         principal = scope.get("state", {}).get("principal")

@@ -35,7 +35,7 @@ def make_sidecar(tmp_path: Path) -> Callable[..., object]:
 
     @asynccontextmanager
     async def factory(handler: Handler, **overrides: object) -> AsyncIterator[Sidecar]:
-        keys_file = tmp_path / "keys.json"
+        keys_file = Path(str(overrides.pop("keys_file", tmp_path / "keys.json")))
         admin_key, _ = create_key(keys_file, user="admin", permissions=["all"])
         chat_key, _ = create_key(keys_file, user="alice", permissions=["chat"])
         seen: list[httpx.Request] = []

@@ -61,7 +61,7 @@ def test_permissions_all_allows_everything(tmp_path: Path):
 
 def test_cli_create_prints_key_once_then_list_and_revoke(tmp_path: Path):
     path = tmp_path / "keys.json"
-    run = lambda *a: subprocess.run(  # noqa: E731
+    run = lambda *a: subprocess.run(
         [sys.executable, "-m", "serving", "keys", "--keys-file", str(path), *a],
         capture_output=True, text=True, check=False)
     created = run("create", "--user", "carol", "--permissions", "chat,models", "--rpm", "60")

@@ -81,7 +81,7 @@ async def test_non_streaming_adds_reasoning_content_and_forwards_body(make_sidec
 
 
 async def test_alias_can_be_turned_off(make_sidecar):
-    handler = lambda r: httpx.Response(200, json=completion_body())  # noqa: E731
+    handler = lambda r: httpx.Response(200, json=completion_body())
     async with make_sidecar(handler, reasoning_content_alias=False) as sc:
         response = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth())
     assert "reasoning_content" not in response.json()["choices"][0]["message"]
@@ -108,7 +108,7 @@ async def test_streaming_relays_events_adds_alias_and_strips_injected_usage(make
 
 
 async def test_client_asked_usage_is_kept(make_sidecar):
-    handler = lambda r: httpx.Response(200, stream=Chunks(SSE_EVENTS))  # noqa: E731
+    handler = lambda r: httpx.Response(200, stream=Chunks(SSE_EVENTS))
     async with make_sidecar(handler) as sc:
         body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
         response = await sc.client.post("/v1/chat/completions", json=body, headers=sc.auth())
