@@ -77,6 +77,11 @@ class SidecarSettings(BaseSettings):
     )
     log_prompts: bool = Field(default=False, description="Log prompt text (off: privacy).")
     served_model_names: tuple[str, ...] = Field(default=SERVED_MODEL_NAMES)
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0,
+        description="On SIGTERM: readiness turns 503 and in-flight streams get this long to "
+        "finish before the engine is stopped.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Share per-key limits between sidecar replicas (e.g. redis://host:6379/0). "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.logging_setup import MAX_LOG_BYTES
 from serving.sidecar.engine_state import EngineState
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 async def _exit_code(process: asyncio.subprocess.Process) -> int:
     """The child's exit code as soon as it exits. `process.wait()` also waits for its pipes
     to close, which never happens while an orphaned worker still holds stdout."""
-    while process.returncode is None:
+    while process.returncode is None:  # noqa: ASYNC110 - no event exists for "exited"
         await asyncio.sleep(0.2)
     return process.returncode
 
@@ -127,13 +128,20 @@ class EngineSupervisor:
 
     async def _pump_logs(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
-        with self.log_path.open("ab") as sink:
+        sink = self.log_path.open("ab")
+        try:
             async for raw in process.stdout:
+                if sink.tell() > MAX_LOG_BYTES:  # keep one previous file, like the sidecar's
+                    sink.close()
+                    self.log_path.replace(self.log_path.with_suffix(".log.1"))
+                    sink = self.log_path.open("ab")
                 sink.write(raw)
                 sink.flush()
                 line = raw.decode("utf-8", "replace").rstrip()
                 self.tail.append(line)
                 engine_log.info("%s", line)
+        finally:
+            sink.close()
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s

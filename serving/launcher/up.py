@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ class LaunchSettings:
     paths: PathSettings
     sidecar: SidecarSettings
     engine: EngineSettings
-    shutdown_grace_s: float = 30.0
 
 
 class _Server(uvicorn.Server):
@@ -63,6 +63,10 @@ def make_plan(settings: LaunchSettings) -> EnginePlan:
 def ensure_first_key(paths: PathSettings, keys_file: Path) -> Path | None:
     """On a fresh install, create an admin key and keep it (mode 0600) where the user finds it."""
     if any(not r.revoked for r in read_key_file(keys_file).values()):
+        return None
+    if keys_file.exists() and not os.access(keys_file.parent, os.W_OK):  # a Secret mount
+        log.warning("no active API key in %s (read-only): every request gets 401 until the "
+                    "key file holds one (see docs/deploy.md)", keys_file)
         return None
     key, _ = create_key(keys_file, user="admin", permissions=["all"], limits=KeyLimits())
     key_path = paths.state_dir / FIRST_KEY_FILENAME
@@ -113,7 +117,7 @@ async def serve(settings: LaunchSettings, plan: EnginePlan) -> int:
         port=settings.sidecar.port,
         log_config=None,
         access_log=False,  # the sidecar writes its own one-line access log
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_graceful_shutdown=int(settings.sidecar.shutdown_grace_s),
     ))
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,7 +140,8 @@ async def serve(settings: LaunchSettings, plan: EnginePlan) -> int:
     elif server_task in done and server_task.exception() is not None:
         log.error("sidecar failed: %r", server_task.exception())
         exit_code = 1
-    log.info("shutting down: readiness off, %ss for in-flight requests", settings.shutdown_grace_s)
+    log.info("shutting down: readiness off, %ss for in-flight requests",
+             settings.sidecar.shutdown_grace_s)
     app.state.draining = True
     server.should_exit = True
     with contextlib.suppress(Exception):

@@ -53,8 +53,8 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-async def wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate, limit_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.1)
