@@ -1,0 +1,1 @@
+"""Load tests and reports for the gpt-oss serving deployment (see README.md)."""
