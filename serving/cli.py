@@ -27,7 +27,7 @@ def _sidecar_settings(paths: PathSettings, **overrides: object) -> SidecarSettin
 
 def cmd_up(args: argparse.Namespace) -> int:
     from serving.launcher.plan import PlanRefused
-    from serving.launcher.up import LaunchSettings, ensure_first_key, make_plan, serve
+    from serving.launcher.up import LaunchSettings, ensure_first_key, make_plans, serve
 
     paths = PathSettings()
     configure_logging(paths.log_dir / "serving.log")
@@ -43,11 +43,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Created the first API key (permissions: all): {first_key}", file=sys.stderr)
     settings = LaunchSettings(paths=paths, sidecar=sidecar, engine=engine)
     try:
-        plan = make_plan(settings)
+        plan, embedding = make_plans(settings)
     except PlanRefused as refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(settings, plan))
+    return asyncio.run(serve(settings, plan, embedding))
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:

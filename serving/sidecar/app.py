@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import serving
 from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
-from serving.protocols import openai_routes
+from serving.protocols import embedding_routes, openai_routes
 from serving.sidecar import health
 from serving.sidecar.engine_state import EngineState
 from serving.sidecar.keys import KeyStore, read_key_file
@@ -33,6 +33,7 @@ def create_app(
     settings: SidecarSettings,
     *,
     engine: EngineState | None = None,
+    embedding_engine: EngineState | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the sidecar. `engine` comes from the launcher (None when run standalone);
@@ -51,8 +52,9 @@ def create_app(
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         async with httpx.AsyncClient(
             base_url=settings.upstream_url, timeout=timeout, limits=limits, transport=transport
-        ) as client:
+        ) as client, _embedding_client(settings, timeout, transport) as embedding_client:
             app.state.upstream = client
+            app.state.embedding_upstream = embedding_client
             poller = asyncio.create_task(
                 poll_engine_queue(client, app.state.load, settings.engine_poll_interval_s))
             try:
@@ -71,6 +73,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.embedding_engine = embedding_engine
     app.state.draining = False
     app.state.keys = KeyStore(settings.keys_file)
     app.state.metrics = SidecarMetrics()
@@ -80,6 +83,7 @@ def create_app(
 
     app.include_router(health.build_router())
     app.include_router(openai_routes.build_router())
+    app.include_router(embedding_routes.build_router())
     if importlib.util.find_spec("serving.protocols.ollama_routes") is not None:
         from serving.protocols import ollama_routes
 
@@ -94,6 +98,19 @@ def create_app(
         limiter=app.state.limiter,
     )
     return app
+
+
+@asynccontextmanager
+async def _embedding_client(
+    settings: SidecarSettings, timeout: httpx.Timeout, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[httpx.AsyncClient | None]:
+    if settings.embedding_upstream_url is None:
+        yield None
+        return
+    async with httpx.AsyncClient(
+        base_url=settings.embedding_upstream_url, timeout=timeout, transport=transport
+    ) as client:
+        yield client
 
 
 def _render(request: Request, err: ServingError) -> JSONResponse:

@@ -50,6 +50,9 @@ async def readiness(request: Request) -> tuple[str | None, dict[str, Any]]:
     engine: EngineState | None = request.app.state.engine
     if engine is not None and engine.phase != "running":
         return f"engine {engine.phase}", {"engine": engine.describe()}
+    embedding: EngineState | None = request.app.state.embedding_engine
+    if embedding is not None and embedding.phase != "running":
+        return f"embedding engine {embedding.phase}", {"embedding_engine": embedding.describe()}
     try:
         response = await get_upstream(request).get("/v1/models", timeout=READY_PROBE_TIMEOUT_S)
     except httpx.TimeoutException:
@@ -67,6 +70,8 @@ async def readiness(request: Request) -> tuple[str | None, dict[str, Any]]:
                               "max_model_len": first.get("max_model_len")}
     if engine is not None:
         detail["engine"] = engine.describe()
+    if embedding is not None:
+        detail["embedding_engine"] = embedding.describe()
     return None, detail
 
 

@@ -43,7 +43,9 @@ def test_small_card_is_refused_with_advice() -> None:
     hw = detect_hardware(nvml=FakeNvml([FakeCard("NVIDIA RTX A4000", 16376)]))
     report, ok = run_doctor(hw, EngineSettings())
     assert not ok
-    assert "NOT OK" in report and "Largest context that fits" in report
+    assert "NOT OK" in report and "SERVING_EMBEDDING_MODEL=off" in report
+    report, ok = run_doctor(hw, EngineSettings(embedding_model="off"))
+    assert not ok and "Largest context that fits" in report
 
 
 def test_processes_holding_memory_are_listed() -> None:
