@@ -102,13 +102,13 @@ def create_app(
 
 @asynccontextmanager
 async def _embedding_client(
-    settings: SidecarSettings, timeout: httpx.Timeout, transport: httpx.AsyncBaseTransport | None
+    settings: SidecarSettings, limits: httpx.Timeout, transport: httpx.AsyncBaseTransport | None
 ) -> AsyncIterator[httpx.AsyncClient | None]:
     if settings.embedding_upstream_url is None:
         yield None
         return
     async with httpx.AsyncClient(
-        base_url=settings.embedding_upstream_url, timeout=timeout, transport=transport
+        base_url=settings.embedding_upstream_url, timeout=limits, transport=transport
     ) as client:
         yield client
 

@@ -114,9 +114,10 @@ class Limiter:
                     f"Concurrent request limit reached ({limits.concurrent_requests} at once "
                     "for this key).", headers={"Retry-After": "1"})
         if limits.requests_per_minute is not None:
-            used = await self.backend.incr(self._name("req", record.key_id, window), 1, WINDOW_S * 2)
-            remaining = max(limits.requests_per_minute - used, 0)
-            lease.headers.update(_headers("requests", limits.requests_per_minute, remaining, reset_s))
+            rpm = limits.requests_per_minute
+            name = self._name("req", record.key_id, window)
+            used = await self.backend.incr(name, 1, WINDOW_S * 2)
+            lease.headers.update(_headers("requests", rpm, max(rpm - used, 0), reset_s))
             if used > limits.requests_per_minute:
                 await self.release(lease)
                 raise RateLimited(
