@@ -31,8 +31,8 @@ k8s-check: $(DEPLOY_TOOLS_STAMP) ## render + validate every k8s overlay, policy 
 k8s-plans: $(DEPLOY_TOOLS_STAMP) ## regenerate the GPU overlays' plan files from `serving plan`
 	$(PY) k8s/render_plan.py
 
-docker-lint: $(DEPLOY_TOOLS_STAMP) ## hadolint Dockerfile.cuda
-	$(dir $(PY))hadolint Dockerfile.cuda
+docker-lint: $(DEPLOY_TOOLS_STAMP) ## hadolint Dockerfile.cuda and Dockerfile.cpu
+	$(dir $(PY))hadolint Dockerfile.cuda Dockerfile.cpu
 
 docker-build: ## build the CUDA image (needs Docker): IMAGE=registry/name:tag
 	@command -v $(DOCKER) >/dev/null || { echo "docker-build needs Docker (and, to run the image, an NVIDIA GPU)"; exit 2; }
