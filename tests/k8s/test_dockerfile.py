@@ -65,5 +65,5 @@ def test_no_secrets_or_local_state_in_the_build_context() -> None:
     lines = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert lines[lines.index("*")] == "*", "allow-list: everything ignored unless named"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "serving", "benchmarks"}
+    assert allowed == {"pyproject.toml", "README.md", "serving", "benchmarks", "requirements"}
     assert not re.search(r"sk-[A-Za-z0-9_-]{8,}|HF_TOKEN=", _text())
