@@ -17,8 +17,9 @@ def test_transformers_imports_next_to_the_cpu_torch():
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
-def test_torchvision_is_not_installed():
-    assert importlib.util.find_spec("torchvision") is None
+def test_media_packages_that_break_transformers_are_not_installed():
+    for name in ("torchvision", "torchaudio", "torchcodec"):
+        assert importlib.util.find_spec(name) is None, f"{name} is back: see the Makefile"
 
 
 def test_vllm_server_module_is_launchable_with_python_m():

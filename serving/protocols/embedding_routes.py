@@ -17,7 +17,8 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.errors import BadRequest, NotFound, ServingError, from_upstream_exception
+from serving.errors import BadRequest, ServingError, from_upstream_exception
+from serving.protocols.ollama_model_routes import registry
 from serving.sidecar.deps import Principal, get_settings, require
 from serving.sidecar.metrics import record_tokens
 
@@ -104,23 +105,13 @@ def embedding_model_for(request: Request, requested: str) -> str:
     """The embedding engine's model name for what the client asked for, or a clear error."""
     settings = get_settings(request)
     served = settings.embedding_model_name
-    known = {served, f"{served}:latest", *settings.served_model_names, *CHAT_ALIASES,
-             *_ollama_aliases(request)}
+    known = {served, f"{served}:latest", *settings.served_model_names, *CHAT_ALIASES}
     if requested not in known:
-        raise NotFound(f"model '{requested}' not found")
+        registry(request).resolve(requested)  # aliases made with /api/copy; else 404
     if settings.embedding_upstream_url is None:
         raise BadRequest(f'"{requested}" does not support embeddings (the embedding engine '
                          "is off: SERVING_EMBEDDING_MODEL=off)", code="embeddings_unsupported")
     return served
-
-
-def _ollama_aliases(request: Request) -> set[str]:
-    """Aliases made with /api/copy resolve here too (they name the chat model)."""
-    registry = getattr(request.app.state, "ollama_models", None)
-    aliases = getattr(registry, "aliases", None)
-    if callable(aliases):
-        return set(aliases())
-    return set()
 
 
 async def embed(

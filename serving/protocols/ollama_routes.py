@@ -1,0 +1,284 @@
+"""Ollama API routes: validate, translate (ollama_translate), call vLLM, translate back.
+
+Upstream requests are always streamed (``stream_options.include_usage``) so the timings
+are measured for real; a non-streaming Ollama request aggregates the stream. Errors before
+the first byte are ``{"error": "..."}`` with the right status; after it, a final
+``{"error": "..."}`` NDJSON line. A client that disconnects closes the upstream response,
+which makes vLLM abort the request.
+
+``/api/version`` and ``GET|HEAD /`` need no key: Ollama clients (the CLI, Open WebUI) probe
+them before sending credentials to detect the server, and they reveal nothing but the
+emulated Ollama API version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from serving.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServingError,
+    UpstreamUnavailable,
+    from_upstream_exception,
+)
+from serving.protocols import ollama_stream as st
+from serving.protocols import ollama_translate as tr
+from serving.protocols.ollama_context import harmony_encoding
+from serving.protocols.ollama_model_routes import (
+    add_model_routes,
+    ollama_state,
+    registry,
+    served_model,
+)
+from serving.protocols.ollama_types import ChatRequest, GenerateRequest, parse_body
+from serving.sidecar.deps import Principal, get_upstream, require
+from serving.sidecar.metrics import record_tokens
+from serving.sidecar.proxy import close_quietly, open_upstream
+
+log = logging.getLogger(__name__)
+OLLAMA_API_VERSION = "0.12.0"  # the Ollama API this sidecar implements
+_UPSTREAM_ERRORS: dict[int, type[ServingError]] = {
+    400: BadRequest,
+    404: NotFound,
+    413: PayloadTooLarge,
+    503: UpstreamUnavailable,
+}
+
+
+def created_at() -> str:
+    """RFC 3339 UTC with nanoseconds, as Ollama writes it."""
+    ns = time.time_ns()
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+        + f".{ns % 1_000_000_000:09d}Z"
+    )
+
+
+def _encode(objects: list[dict[str, Any]]) -> bytes:
+    # One whole JSON object per line, UTF-8: a character is never split across chunks.
+    return b"".join(json.dumps(o, ensure_ascii=False).encode() + b"\n" for o in objects)
+
+
+def upstream_error(status: int, raw: bytes) -> ServingError:
+    try:
+        body = json.loads(raw)
+        detail = body.get("error", body)
+        message = detail.get("message") if isinstance(detail, dict) else str(detail)
+    except (ValueError, AttributeError):
+        message = raw.decode("utf-8", "replace")[:500]
+    err = _UPSTREAM_ERRORS.get(status, ServingError)(message or f"engine error (HTTP {status})")
+    err.status_code = status if status >= 400 else 502
+    return err
+
+
+def _note(request: Request, translation: tr.Translation) -> None:
+    seen = ollama_state(request).logged_options
+    for name in translation.ignored_options:
+        if name not in seen:
+            seen.add(name)
+            reason = tr.IGNORED_OPTIONS.get(name, "unknown option")
+            log.info("Ollama option %r accepted and ignored (%s); logged once", name, reason)
+    for note in translation.notes:
+        log.info("ollama request %s: %s", request.state.request_id, note)
+
+
+def _account(request: Request, state: st.StreamState) -> None:
+    record_tokens(
+        request, prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
+    )
+    for call in state.dropped_tool_calls:
+        log.warning(
+            "request %s: dropped a malformed tool call from the model: %.200r",
+            request.state.request_id,
+            call,
+        )
+
+
+async def _chunks(
+    upstream: httpx.Response, state: st.StreamState
+) -> AsyncIterator[list[dict[str, Any]]]:
+    async for line in upstream.aiter_lines():
+        try:
+            event = st.parse_sse_line(line)
+        except ValueError:
+            raise ServingError("The engine sent a malformed stream event.") from None
+        if event is not None:
+            yield st.openai_chunk_to_ollama(
+                event, state, now_ns=time.perf_counter_ns(), created_at=created_at()
+            )
+
+
+async def _ndjson(
+    request: Request, upstream: httpx.Response, state: st.StreamState
+) -> AsyncIterator[bytes]:
+    try:
+        async for lines in _chunks(upstream, state):
+            if lines:
+                yield _encode(lines)
+        yield _encode(st.final_lines(state, now_ns=time.perf_counter_ns(), created_at=created_at()))
+    except httpx.HTTPError as exc:
+        yield _encode([{"error": from_upstream_exception(exc).message}])
+    except ServingError as err:
+        yield _encode([{"error": err.message}])
+    finally:
+        await close_quietly(upstream)
+        _account(request, state)
+
+
+async def _collect(
+    request: Request, upstream: httpx.Response, state: st.StreamState
+) -> dict[str, Any] | None:
+    """Aggregate the whole stream; None if our client disconnected first (vLLM aborted)."""
+    result: dict[str, Any] | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def consume() -> None:
+            nonlocal result, failure
+            try:
+                async for _ in _chunks(upstream, state):
+                    pass
+                result = st.aggregate(state, now_ns=time.perf_counter_ns(), created_at=created_at())
+            except (httpx.HTTPError, ServingError) as exc:
+                failure = exc
+            group.cancel_scope.cancel()
+
+        async def watch_client() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(consume)
+        group.start_soon(watch_client)
+    if isinstance(failure, httpx.HTTPError):
+        raise from_upstream_exception(failure) from failure
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def run(
+    request: Request, translation: tr.Translation, state: st.StreamState, *, stream: bool
+) -> Response:
+    """Send the translated request to vLLM and answer in Ollama's dialect."""
+    _note(request, translation)
+    headers = {"x-request-id": request.state.request_id}
+    upstream = await open_upstream(
+        get_upstream(request), "POST", translation.path, json=translation.body, headers=headers
+    )
+    state.accepted_ns = time.perf_counter_ns()
+    if upstream.status_code != 200:
+        try:
+            raw = await upstream.aread()
+        except httpx.HTTPError as exc:
+            raise from_upstream_exception(exc) from exc
+        finally:
+            await close_quietly(upstream)
+        raise upstream_error(upstream.status_code, raw)
+    if stream:
+        return StreamingResponse(
+            _ndjson(request, upstream, state), media_type="application/x-ndjson"
+        )
+    try:
+        result = await _collect(request, upstream, state)
+    finally:
+        await close_quietly(upstream)
+        _account(request, state)
+    return JSONResponse(result) if result is not None else Response(status_code=499)
+
+
+async def _max_model_len(request: Request, options: Any) -> int | None:
+    """Only needed to report num_ctx clamping; fetched once per app."""
+    state = ollama_state(request)
+    if options is None or options.num_ctx is None or state.max_model_len is not None:
+        return state.max_model_len
+    return (await served_model(request)).max_model_len
+
+
+def _loaded(kind: st.Kind, model: str) -> JSONResponse:
+    """Ollama's answer to an empty prompt: the model is loaded (it always is here)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "created_at": created_at(),
+        "done": True,
+        "done_reason": "load",
+    }
+    body.update(
+        {"response": ""}
+        if kind == "generate"
+        else {"message": {"role": "assistant", "content": ""}}
+    )
+    return JSONResponse(body)
+
+
+async def generate(request: Request, principal: Principal = Depends(require("chat"))) -> Response:
+    started = time.perf_counter_ns()
+    req = parse_body(GenerateRequest, await request.body())
+    upstream_model = registry(request).resolve(req.model)
+    if req.raw and not {"completions", "all"} & principal.permissions:
+        raise Forbidden(
+            f"This API key (user '{principal.user}') lacks the 'completions' "
+            "permission needed for raw: true."
+        )
+    if not req.prompt and not req.context and not req.raw:
+        return _loaded("generate", req.model)
+    translation = tr.ollama_generate_to_openai(
+        req, upstream_model=upstream_model, max_model_len=await _max_model_len(request, req.options)
+    )
+    state = st.StreamState(
+        kind="generate",
+        model=req.model,
+        show_thinking=req.think is not False,
+        started_ns=started,
+        want_context=not req.raw,
+    )
+    return await run(request, translation, state, stream=req.stream)
+
+
+async def chat(request: Request, _: Principal = Depends(require("chat"))) -> Response:
+    started = time.perf_counter_ns()
+    req = parse_body(ChatRequest, await request.body())
+    upstream_model = registry(request).resolve(req.model)
+    if not req.messages:
+        return _loaded("chat", req.model)
+    translation = tr.ollama_chat_to_openai(
+        req, upstream_model=upstream_model, max_model_len=await _max_model_len(request, req.options)
+    )
+    state = st.StreamState(
+        kind="chat", model=req.model, show_thinking=req.think is not False, started_ns=started
+    )
+    return await run(request, translation, state, stream=req.stream)
+
+
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_API_VERSION}
+
+
+async def root() -> PlainTextResponse:
+    return PlainTextResponse("Ollama is running")
+
+
+def build_router() -> APIRouter:
+    # Load the harmony vocabulary now (~0.7 s, once per process) rather than inside the first
+    # request that carries a `context`, where it would block the event loop.
+    harmony_encoding()
+    router = APIRouter(tags=["Ollama"])
+    router.add_api_route("/api/generate", generate, methods=["POST"], summary="Generate (prompt)")
+    router.add_api_route("/api/chat", chat, methods=["POST"], summary="Chat (messages, tools)")
+    # /api/embed and /api/embeddings: serving.protocols.embedding_routes (companion model).
+    router.add_api_route("/api/version", version, methods=["GET"], summary="Ollama API version")
+    router.add_api_route("/", root, methods=["GET", "HEAD"], summary="Ollama is running")
+    add_model_routes(router)
+    return router

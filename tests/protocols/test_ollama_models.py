@@ -1,0 +1,163 @@
+"""Model names, aliases and the /api/tags|show|ps|copy|delete|pull|push|create routes."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.config import SERVED_MODEL_NAMES
+from serving.errors import BadRequest, NotFound
+from serving.protocols.ollama_models import ModelRegistry, normalize, read_checkpoint
+from tests.protocols.ollama_fakes import FakeVLLM
+
+
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(SERVED_MODEL_NAMES, tmp_path / "state" / "aliases.json")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gpt-oss:20b",
+        "gpt-oss-20b",
+        "openai/gpt-oss-20b",
+        "gpt-oss:latest",
+        "gpt-oss",
+        "GPT-OSS:20B",
+        "gpt-oss-20b:latest",
+    ],
+)
+def test_served_names_resolve(tmp_path: Path, name: str) -> None:
+    assert registry(tmp_path).resolve(name) in SERVED_MODEL_NAMES
+
+
+def test_unknown_name_is_404_in_ollama_words(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="model 'llama3:8b' not found"):
+        registry(tmp_path).resolve("llama3:8b")
+
+
+def test_alias_copy_resolve_delete_persisted(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    assert reg.copy("gpt-oss:20b", "my-model") == "my-model:latest"
+    again = registry(tmp_path)  # a fresh registry reads the file
+    assert again.resolve("my-model") == "gpt-oss-20b"
+    assert "my-model:latest" in again.listed_names()
+    assert json.loads(reg.aliases_file.read_text())["aliases"] == {"my-model:latest": "gpt-oss:20b"}
+    again.delete("my-model:latest")
+    with pytest.raises(NotFound):
+        reg.resolve("my-model")
+
+
+def test_served_model_cannot_be_deleted_or_overwritten(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    with pytest.raises(BadRequest, match="cannot be deleted"):
+        reg.delete("gpt-oss:20b")
+    with pytest.raises(BadRequest, match="served model"):
+        reg.copy("gpt-oss:20b", "gpt-oss:latest")
+    with pytest.raises(NotFound):
+        reg.copy("llama3", "x")
+    with pytest.raises(NotFound):
+        reg.delete("never-made")
+
+
+def test_normalize_follows_ollama_tags() -> None:
+    assert normalize("Foo") == "foo:latest" and normalize("a/b:1") == "a/b:1"
+    assert normalize("host:5000/ns/model") == "host:5000/ns/model:latest"
+
+
+def write_checkpoint(directory: Path) -> None:
+    directory.mkdir()
+    (directory / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "gpt_oss",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 1,
+                "head_dim": 64,
+                "num_local_experts": 4,
+                "num_experts_per_tok": 2,
+                "vocab_size": 201088,
+                "torch_dtype": "bfloat16",
+            }
+        )
+    )
+    header = json.dumps(
+        {"a": {"dtype": "BF16", "shape": [201088, 64], "data_offsets": [0, 0]}, "__metadata__": {}}
+    ).encode()
+    (directory / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_checkpoint_facts_are_read_from_the_weights(tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "ckpt")
+    facts = read_checkpoint(str(tmp_path / "ckpt"), "gpt-oss-20b")
+    assert facts.parameters == 201088 * 64 and facts.size_bytes > 0
+    assert facts.config["hidden_size"] == 64 and facts.modified
+    assert read_checkpoint("openai/gpt-oss-20b", "gpt-oss-20b").parameters > 20e9  # nominal
+
+
+async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "ckpt")
+    async with sidecar(FakeVLLM(max_model_len=8192, root=str(tmp_path / "ckpt"))) as sc:
+        tags = (await sc.client.get("/api/tags", headers=sc.auth(sc.models_key))).json()
+        names = [m["name"] for m in tags["models"]]
+        assert names[0] == "gpt-oss:20b" and "gpt-oss:latest" in names
+        entry = tags["models"][0]
+        assert entry["details"]["family"] == "gptoss"
+        assert entry["details"]["quantization_level"] == "BF16"
+        assert entry["details"]["parameter_size"] == "12.9M"
+        assert entry["digest"].startswith("sha256:") and entry["size"] > 0
+
+        r = await sc.client.post(
+            "/api/show", headers=sc.auth(sc.models_key), json={"name": "gpt-oss:20b"}
+        )
+        show = r.json()
+        assert show["model_info"]["gptoss.context_length"] == 8192
+        assert show["model_info"]["gptoss.block_count"] == 2
+        assert set(show["capabilities"]) == {"completion", "tools", "thinking"}
+        assert "num_ctx 8192" in show["parameters"] and show["template"]
+
+        ps = (await sc.client.get("/api/ps", headers=sc.auth(sc.models_key))).json()
+        (loaded,) = ps["models"]
+        assert loaded["context_length"] == 8192 and loaded["size_vram"] == 0
+        assert loaded["name"] == "gpt-oss:20b"
+        assert "ignored" in loaded["keep_alive"]
+
+
+async def test_model_management_routes(sidecar: Any) -> None:
+    async with sidecar(FakeVLLM()) as sc:
+        admin, chat = sc.auth(), sc.auth(sc.chat_key)
+        copy = {"source": "gpt-oss:20b", "destination": "team/assistant"}
+        assert (await sc.client.post("/api/copy", headers=chat, json=copy)).status_code == 403
+        assert (await sc.client.post("/api/copy", headers=admin, json=copy)).status_code == 200
+        r = await sc.client.post("/api/show", headers=admin, json={"model": "team/assistant"})
+        assert r.status_code == 200
+        delete = {"model": "gpt-oss:20b"}
+        r = await sc.client.request("DELETE", "/api/delete", headers=admin, json=delete)
+        assert r.status_code == 400 and "fixed model" in r.json()["error"]
+        r = await sc.client.request(
+            "DELETE", "/api/delete", headers=admin, json={"name": "team/assistant"}
+        )
+        assert r.status_code == 200
+        r = await sc.client.post("/api/show", headers=admin, json={"model": "team/assistant"})
+        assert r.status_code == 404
+
+        r = await sc.client.post("/api/pull", headers=admin, json={"name": "gpt-oss:20b"})
+        progress = [json.loads(line) for line in r.text.splitlines()]
+        assert progress[0] == {"status": "pulling manifest"}
+        assert progress[-1] == {"status": "success"}
+        r = await sc.client.post(
+            "/api/pull", headers=admin, json={"model": "gpt-oss:20b", "stream": False}
+        )
+        assert r.json() == {"status": "success"}
+        r = await sc.client.post("/api/pull", headers=admin, json={"model": "llama3"})
+        assert r.status_code == 404 and "fixed model" in r.json()["error"]
+
+        for path in ("/api/create", "/api/push"):
+            r = await sc.client.post(path, headers=admin, json={"model": "x", "from": "gpt-oss"})
+            assert r.status_code == 400 and "not supported" in r.json()["error"]
