@@ -42,7 +42,7 @@ class SSEEventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         self._buffer += chunk
-        events = []
+        events: list[bytes] = []
         while True:
             end = self._buffer.find(b"\n\n")
             if end < 0:
