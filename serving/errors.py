@@ -103,3 +103,36 @@ def openai_error_body(err: ServingError) -> dict[str, object]:
 
 def ollama_error_body(err: ServingError) -> dict[str, object]:
     return {"error": err.message}
+
+
+# --- OpenAPI documentation of the error answers (so the schema tells clients the truth) ---
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request (the message names the field)",
+    401: "Missing, wrong or revoked API key",
+    403: "The key lacks the permission this route needs",
+    404: "Unknown model or path",
+    413: "Request body too large",
+    429: "A per-key limit was reached (Retry-After, x-ratelimit-* headers)",
+    503: "Engine unavailable or server busy (Retry-After)",
+    504: "The engine did not answer in time",
+}
+# `code` is a string in the sidecar's own errors and an integer in vLLM's, passed through.
+_OPENAI_ERROR_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "code"],
+                             "properties": {"message": {"type": "string"},
+                                            "type": {"type": "string"},
+                                            "param": {"type": ["string", "null"]},
+                                            "code": {"type": ["string", "integer", "null"]}}}},
+}
+_OLLAMA_ERROR_SCHEMA: dict[str, object] = {
+    "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
+}
+
+
+def error_responses(shape: str) -> dict[int | str, dict[str, object]]:
+    """`responses=` for a router: every error status with the body of its protocol."""
+    schema = _OPENAI_ERROR_SCHEMA if shape == "openai" else _OLLAMA_ERROR_SCHEMA
+    return {status: {"description": text, "content": {"application/json": {"schema": schema}}}
+            for status, text in _ERROR_DESCRIPTIONS.items()}

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.errors import BadRequest, ServingError, from_upstream_exception
+from serving.errors import BadRequest, ServingError, error_responses, from_upstream_exception
 from serving.protocols.ollama_model_routes import registry
 from serving.sidecar.deps import Principal, get_settings, require
 from serving.sidecar.metrics import record_tokens
@@ -54,7 +54,8 @@ class OllamaEmbeddingsRequest(BaseModel):
 def build_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/embeddings", tags=["OpenAI"], summary="Embeddings (companion model)")
+    @router.post("/v1/embeddings", tags=["OpenAI"], responses=error_responses("openai"),
+                 summary="Embeddings (companion model)")
     async def openai_embeddings(
         request: Request,
         body: OpenAIEmbeddingRequest = Body(...),
@@ -70,7 +71,8 @@ def build_router() -> APIRouter:
         return Response(upstream.content, upstream.status_code,
                         media_type="application/json")
 
-    @router.post("/api/embed", tags=["Ollama"], summary="Embeddings for one or more inputs")
+    @router.post("/api/embed", tags=["Ollama"], responses=error_responses("ollama"),
+                 summary="Embeddings for one or more inputs")
     async def ollama_embed(
         request: Request,
         body: OllamaEmbedRequest = Body(...),
@@ -88,7 +90,8 @@ def build_router() -> APIRouter:
             "prompt_eval_count": int((result.get("usage") or {}).get("prompt_tokens") or 0),
         })
 
-    @router.post("/api/embeddings", tags=["Ollama"], summary="Embedding of one prompt (legacy)")
+    @router.post("/api/embeddings", tags=["Ollama"], responses=error_responses("ollama"),
+                 summary="Embedding of one prompt (legacy)")
     async def ollama_embeddings(
         request: Request,
         body: OllamaEmbeddingsRequest = Body(...),

@@ -186,6 +186,8 @@ def add_model_routes(router: APIRouter) -> None:
     router.add_api_route("/api/ps", ps, methods=["GET"], summary="The loaded model")
     router.add_api_route("/api/copy", copy, methods=["POST"], summary="Create an alias")
     router.add_api_route("/api/delete", delete, methods=["DELETE"], summary="Delete an alias")
-    router.add_api_route("/api/pull", pull, methods=["POST"], summary="Pull (served model only)")
+    router.add_api_route("/api/pull", pull, methods=["POST"], summary="Pull (served model only)",
+                         responses={200: {"content": {"application/json": {},
+                                                      "application/x-ndjson": {}}}})
     router.add_api_route("/api/push", push, methods=["POST"], summary="Refused: no registry")
     router.add_api_route("/api/create", create, methods=["POST"], summary="Refused: fixed model")

@@ -31,6 +31,7 @@ from serving.errors import (
     PayloadTooLarge,
     ServingError,
     UpstreamUnavailable,
+    error_responses,
     from_upstream_exception,
 )
 from serving.protocols import ollama_stream as st
@@ -270,15 +271,25 @@ async def root() -> PlainTextResponse:
     return PlainTextResponse("Ollama is running")
 
 
+# 200 is one JSON object, or NDJSON lines with `"stream": true` (Ollama's default).
+_NDJSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "application/x-ndjson": {}}}}
+
+
 def build_router() -> APIRouter:
     # Load the harmony vocabulary now (~0.7 s, once per process) rather than inside the first
     # request that carries a `context`, where it would block the event loop.
     harmony_encoding()
-    router = APIRouter(tags=["Ollama"])
-    router.add_api_route("/api/generate", generate, methods=["POST"], summary="Generate (prompt)")
-    router.add_api_route("/api/chat", chat, methods=["POST"], summary="Chat (messages, tools)")
+    router = APIRouter(tags=["Ollama"], responses=error_responses("ollama"))
+    router.add_api_route("/api/generate", generate, methods=["POST"], responses=_NDJSON,
+                         summary="Generate (prompt)")
+    router.add_api_route("/api/chat", chat, methods=["POST"], responses=_NDJSON,
+                         summary="Chat (messages, tools)")
     # /api/embed and /api/embeddings: serving.protocols.embedding_routes (companion model).
     router.add_api_route("/api/version", version, methods=["GET"], summary="Ollama API version")
-    router.add_api_route("/", root, methods=["GET", "HEAD"], summary="Ollama is running")
+    router.add_api_route("/", root, methods=["GET"], response_class=PlainTextResponse,
+                         summary="Ollama is running")
+    # HEAD is the same handler; a second schema entry would duplicate the operation id.
+    router.add_api_route("/", root, methods=["HEAD"], include_in_schema=False)
     add_model_routes(router)
     return router

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from serving.errors import ServingError, from_upstream_exception
+from serving.errors import ServingError, error_responses, from_upstream_exception
 from serving.protocols import openai_stream as sse
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
 from serving.sidecar.metrics import record_tokens
@@ -48,10 +49,16 @@ class ResponsesRequest(_OpenAIRequest):
     input: str | list[Any]
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["OpenAI"])
+# 200 is JSON, or an SSE stream with `"stream": true`.
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 
-    @router.post("/chat/completions", summary="Chat completion (streaming or not)")
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["OpenAI"], responses=error_responses("openai"))
+
+    @router.post("/chat/completions", responses=_STREAMED,
+                 summary="Chat completion (streaming or not)")
     async def chat_completions(
         request: Request,
         body: ChatCompletionRequest = Body(...),
@@ -59,7 +66,8 @@ def build_router() -> APIRouter:
     ) -> Response:
         return await forward(request, "/v1/chat/completions", body, alias_reasoning=True)
 
-    @router.post("/completions", summary="Text completion (raw prompt)")
+    @router.post("/completions", responses=_STREAMED,
+                 summary="Text completion (raw prompt)")
     async def completions(
         request: Request,
         body: CompletionRequest = Body(...),
@@ -67,7 +75,8 @@ def build_router() -> APIRouter:
     ) -> Response:
         return await forward(request, "/v1/completions", body, alias_reasoning=False)
 
-    @router.post("/responses", summary="Responses API")
+    @router.post("/responses", responses=_STREAMED,
+                 summary="Responses API")
     async def responses(
         request: Request,
         body: ResponsesRequest = Body(...),
@@ -83,7 +92,8 @@ def build_router() -> APIRouter:
     async def get_model(
         request: Request, model_id: str, _: Principal = Depends(require("models"))
     ) -> Response:
-        return await forward_get(request, f"/v1/models/{model_id}")
+        # Quoted: a decoded "../" or control character must not change the upstream path.
+        return await forward_get(request, f"/v1/models/{quote(model_id, safe='')}")
 
     return router
 

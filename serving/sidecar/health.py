@@ -24,7 +24,8 @@ def build_router() -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", summary="Readiness: vLLM answers and serves the model")
+    @router.get("/ready", summary="Readiness: vLLM answers and serves the model",
+                responses={503: {"description": "Not ready: the body says why (Retry-After)"}})
     async def ready(request: Request) -> JSONResponse:
         reason, detail = await readiness(request)
         if reason is None:
@@ -35,7 +36,8 @@ def build_router() -> APIRouter:
             headers={"Retry-After": "5"},
         )
 
-    @router.get("/metrics", summary="Prometheus metrics: the sidecar's, then vLLM's")
+    @router.get("/metrics", summary="Prometheus metrics: the sidecar's, then vLLM's",
+                responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
     async def metrics(request: Request) -> Response:
         own = generate_latest(request.app.state.metrics.registry)
         return Response(own + await engine_metrics(request), media_type=CONTENT_TYPE_LATEST)

@@ -22,6 +22,9 @@ from serving.sidecar.metrics import SidecarMetrics
 
 access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Probes and scrapes are not work: counting them would make an idle sidecar report one
+# request in flight (the scrape reading the gauge) and let probes push backpressure.
+_NOT_WORK = frozenset({"/health", "/ready", "/metrics"})
 
 
 def error_body_for_path(path: str, err: ServingError) -> dict[str, Any]:
@@ -98,13 +101,14 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
-        self.metrics.in_flight.inc()
-        self.load.in_flight += 1
+        work = 0 if path in _NOT_WORK else 1
+        self.metrics.in_flight.inc(work)
+        self.load.in_flight += work
         try:
             await self.app(scope, limited_receive, send_with_id)
         finally:
-            self.metrics.in_flight.dec()
-            self.load.in_flight -= 1
+            self.metrics.in_flight.dec(work)
+            self.load.in_flight -= work
             lease = scope["state"].get("lease")
             if lease is not None:
                 await self.limiter.release(lease)

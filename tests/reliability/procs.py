@@ -1,0 +1,112 @@
+"""Real processes for the fault tests: the fake upstream and `python -m serving sidecar`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from serving.sidecar.keys import create_key
+from tests.conftest import REPO, free_port
+
+START_TIMEOUT_S = 30.0
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+class _Process:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=sink,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class FakeUpstream(_Process):
+    def __init__(self, tmp: Path, *, chunks: int = 16, chunk_delay_ms: float = 0.0,
+                 first_byte_delay_ms: float = 0.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "tests.reliability.fake_upstream", "--port", str(self.port),
+                "--chunks", str(chunks), "--chunk-delay-ms", str(chunk_delay_ms),
+                "--first-byte-delay-ms", str(first_byte_delay_ms)]
+        super().__init__(argv, dict(os.environ), tmp / f"fake-upstream-{self.port}.log")
+        wait_http(f"{self.url}/v1/models", self.process, self.log)
+
+    def state(self) -> dict[str, int]:
+        result: dict[str, int] = httpx.get(f"{self.url}/fake/state", timeout=5).json()
+        return result
+
+    def __enter__(self) -> FakeUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class SidecarProcess(_Process):
+    """`python -m serving sidecar` with its own state dir, key file and an `all` key."""
+
+    def __init__(self, tmp: Path, upstream_url: str, **env: str) -> None:
+        state_dir = tmp / "state"
+        state_dir.mkdir(exist_ok=True)
+        keys_file = state_dir / "keys.json"
+        self.key, _ = create_key(keys_file, user="reliability", permissions=["all"])
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ, "SERVING_UPSTREAM_URL": upstream_url, "SERVING_KEYS_FILE": str(keys_file),
+            "SERVING_STATE_DIR": str(state_dir), "SERVING_ALIASES_FILE": str(state_dir / "aliases.json"),
+            **{f"SERVING_{k.upper()}": v for k, v in env.items()},
+        }
+        argv = [sys.executable, "-m", "serving", "sidecar", "--port", str(self.port)]
+        super().__init__(argv, full_env, tmp / f"sidecar-{self.port}.log")
+        wait_http(f"{self.url}/health", self.process, self.log)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(name)
+
+    def __enter__(self) -> SidecarProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

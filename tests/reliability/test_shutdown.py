@@ -1,0 +1,138 @@
+"""Graceful shutdown of the launcher (`serving.launcher.up.serve`), with the fake vLLM as
+its engine so it runs in seconds: SIGTERM -> no new requests (readiness off) -> in-flight
+streams finish within the grace period -> the engine is stopped -> exit code 0.
+
+Why the launcher and not a bare `python -m serving sidecar`: the shutdown order (readiness
+off, uvicorn's grace, then the engine) is the launcher's code; a bare uvicorn sidecar only
+shows uvicorn's own behaviour. The engine is the only part replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from serving.sidecar.keys import create_key
+from tests.conftest import REPO, free_port
+from tests.reliability.procs import wait_http
+
+CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+class Launcher:
+    def __init__(self, tmp: Path, grace: float, chunks: int, delay_ms: float) -> None:
+        self.state_dir = tmp / "state"
+        self.key, _ = create_key(self.state_dir / "keys.json", user="shutdown", permissions=["all"])
+        self.port, self.engine_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "launcher.out"
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.reliability.fake_launcher", "--state-dir",
+                 str(self.state_dir), "--port", str(self.port), "--engine-port",
+                 str(self.engine_port), "--grace", str(grace), "--chunks", str(chunks),
+                 "--chunk-delay-ms", str(delay_ms)],
+                cwd=REPO, env=dict(os.environ), stdout=sink, stderr=subprocess.STDOUT)
+        wait_http(f"{self.url}/ready", self.process, self.log)
+        self.engine_pid = int(httpx.get(f"{self.url}/ready").json()["engine"]["pid"])
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if psutil.pid_exists(self.engine_pid):
+            os.kill(self.engine_pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def launcher_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[Launcher] = []
+
+    def make(grace: float, chunks: int, delay_ms: float) -> Launcher:
+        launcher = Launcher(tmp_path, grace, chunks, delay_ms)
+        started.append(launcher)
+        return launcher
+
+    yield make
+    for launcher in started:
+        launcher.kill()
+
+
+def _stream_through_sigterm(launcher: Launcher) -> tuple[list[str], float, float, str]:
+    """Start a stream, SIGTERM after its first events, read it to its end. Returns the
+    stream's lines, seconds from SIGTERM to the stream's end and to the process's exit, and
+    what a new client got meanwhile."""
+    headers = {"Authorization": f"Bearer {launcher.key}"}
+    lines: list[str] = []
+    with httpx.Client(base_url=launcher.url, timeout=60) as client, \
+            client.stream("POST", "/v1/chat/completions", json=CHAT, headers=headers) as response:
+        assert response.status_code == 200
+        sent_at = 0.0
+        newcomer = ""
+        try:
+            for line in response.iter_lines():
+                if line:
+                    lines.append(line)
+                if len(lines) == 3 and not sent_at:
+                    launcher.process.send_signal(signal.SIGTERM)
+                    sent_at = time.perf_counter()
+                    time.sleep(0.3)
+                    try:
+                        newcomer = str(httpx.get(f"{launcher.url}/ready", timeout=2).status_code)
+                    except httpx.HTTPError as exc:
+                        newcomer = type(exc).__name__
+        except httpx.HTTPError as exc:
+            lines.append(f"<{type(exc).__name__}>")
+        stream_end = time.perf_counter() - sent_at
+    code = launcher.process.wait(timeout=60)
+    assert code == 0
+    return lines, stream_end, time.perf_counter() - sent_at, newcomer
+
+
+def test_sigterm_lets_an_in_flight_stream_finish_then_exits_0(launcher_factory) -> None:
+    launcher = launcher_factory(grace=10, chunks=40, delay_ms=50)  # a 2 s stream
+    lines, stream_end, exited, newcomer = _stream_through_sigterm(launcher)
+    print(f"\nFIGURE graceful shutdown: in-flight 2 s stream completed {stream_end:.2f} s after "
+          f"SIGTERM, exit 0 after {exited:.2f} s; a new client meanwhile got {newcomer}")
+    assert lines[-1] == "data: [DONE]"
+    assert not any("error" in line for line in lines)
+    assert sum(1 for line in lines if '"content":"t' in line) == 39  # every token arrived
+    assert newcomer in ("503", "ConnectError")  # no new work accepted
+    assert exited < 10
+    assert not psutil.pid_exists(launcher.engine_pid)  # the engine was stopped too
+
+
+def test_sigterm_cuts_streams_longer_than_the_grace_period(launcher_factory) -> None:
+    launcher = launcher_factory(grace=1, chunks=5000, delay_ms=20)  # a 100 s stream
+    lines, stream_end, exited, _ = _stream_through_sigterm(launcher)
+    print(f"\nFIGURE shutdown with 1 s grace: a 100 s stream was cut {stream_end:.2f} s after "
+          f"SIGTERM, exit 0 after {exited:.2f} s")
+    assert lines[-1] != "data: [DONE]"
+    assert 0.9 < stream_end < 4
+    assert exited < 6
+    assert not psutil.pid_exists(launcher.engine_pid)
+
+
+def test_key_file_readable_by_others_is_refused_at_start(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    create_key(keys, user="x", permissions=["chat"])
+    assert keys.stat().st_mode & 0o777 == 0o600
+    keys.chmod(0o644)
+    result = subprocess.run(
+        [sys.executable, "-m", "serving", "sidecar", "--port", str(free_port())],
+        cwd=REPO, env={**os.environ, "SERVING_KEYS_FILE": str(keys),
+                       "SERVING_STATE_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "chmod 600" in result.stderr
+    json.loads(keys.read_text())  # untouched
