@@ -23,6 +23,12 @@ REPO = Path(__file__).resolve().parent.parent
 STACK_READY_TIMEOUT_S = 1500.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The engine-fault test kills vLLM under the shared stack: run it after everything else."""
+    last = [item for item in items if "test_zz_engine_fault" in item.nodeid]
+    items[:] = [item for item in items if item not in last] + last
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

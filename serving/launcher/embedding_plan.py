@@ -81,6 +81,7 @@ def build_embedding_plan(
         "--host", engine.vllm_host,
         "--port", str(engine.embedding_port),
         "--max-num-seqs", "32",
+        *flags.ACCESS_LOG_FLAGS,
     ]
     env: dict[str, str] = {"HF_HUB_OFFLINE": "1"} if engine.embedding_model == "auto" else {}
     if engine.engine == "cpu" or not hardware.gpus:

@@ -144,6 +144,7 @@ def serve_flags(engine: EngineSettings, names: tuple[str, ...]) -> list[str]:
         str(engine.vllm_port),
         "--served-model-name",
         *names,
+        *flags.ACCESS_LOG_FLAGS,
     ]
 
 

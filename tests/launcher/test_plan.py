@@ -253,6 +253,7 @@ def test_no_gpu_gives_the_cpu_profile_with_the_smoke_checkpoint(tmp_path: Path) 
         "8001",
         "--served-model-name",
         *SERVED_MODEL_NAMES,
+        "--disable-uvicorn-access-log",
         "--max-model-len",
         "8192",
         "--dtype",
