@@ -128,6 +128,7 @@ def _cpu_plan(
         str(mnbt),
         *flags.TOOL_CALL_FLAGS,
         *flags.REASONING_FLAGS,
+        *(flags.SMOKE_GENERATION_FLAGS if spec.name == "smoke" else ()),
         *engine.extra_vllm_args,
     ]
     notes = (

@@ -26,6 +26,13 @@ TOOL_CALL_FLAGS: tuple[str, ...] = (
     "--enable-auto-tool-choice",
 )
 REASONING_FLAGS: tuple[str, ...] = ("--reasoning-parser", "openai_gptoss")
+# vLLM 0.32 (--override-generation-config, JSON): the smoke checkpoint is a toy that keeps
+# the harmony format only under greedy decoding, so requests that set no temperature get 0
+# (the real model keeps its own generation_config defaults). A request's own temperature
+# still wins.
+SMOKE_GENERATION_FLAGS: tuple[str, ...] = (
+    "--override-generation-config", '{"temperature": 0.0}'
+)
 
 # vLLM 0.32 returns gpt-oss reasoning in the `reasoning` field of chat messages/deltas
 # (older releases used `reasoning_content`); the sidecar aliases it.

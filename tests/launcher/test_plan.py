@@ -267,6 +267,8 @@ def test_no_gpu_gives_the_cpu_profile_with_the_smoke_checkpoint(tmp_path: Path) 
         "--enable-auto-tool-choice",
         "--reasoning-parser",
         "openai_gptoss",
+        "--override-generation-config",
+        '{"temperature": 0.0}',
     )
     assert dict(plan.env) == {
         "VLLM_CPU_KVCACHE_SPACE": "2",
