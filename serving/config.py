@@ -7,6 +7,8 @@ built by ``create_app`` / the launcher and passed down.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The names the seeds' clients use for the model; every one of them is served by vLLM.
 SERVED_MODEL_NAMES: tuple[str, ...] = ("gpt-oss-20b", "gpt-oss:20b", "openai/gpt-oss-20b")
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for an engine child process: ours (HF_HOME, CUDA_VISIBLE_DEVICES, ...)
+    plus the plan's variables. The one place besides the settings that reads os.environ."""
+    return {**os.environ, **extra}
 
 
 def _default_cache_dir() -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.config import child_environment
 from serving.logging_setup import MAX_LOG_BYTES
 from serving.sidecar.engine_state import EngineState
 
@@ -69,7 +70,7 @@ class EngineSupervisor:
         max_restarts: int,
     ) -> None:
         self.argv = list(argv)
-        self.env = {**os.environ, **env}
+        self.env = child_environment(env)
         self.state = state
         self.log_path = log_path
         self.ready_url = ready_url
