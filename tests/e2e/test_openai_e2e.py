@@ -118,10 +118,11 @@ def test_key_without_permission_is_403(stack):
         chat_only.models.list()
 
 
-def test_first_chunk_arrives_long_before_the_end(stack):
-    """Streaming is relayed as vLLM produces it, not buffered to the end."""
-    # ~600 tokens take seconds on the CPU engine: far longer than any scheduling hiccup of
-    # this shared 2-core machine, so only buffering could push the first chunk to the end.
+def test_chunks_arrive_while_generating_not_at_the_end(stack):
+    """Streaming is relayed as vLLM produces it, not buffered to the end: the first chunk
+    with text and the last one arrive well apart (a buffering proxy delivers them together).
+    TTFT itself is a benchmark figure (make bench-overhead), not asserted here."""
+    # ~600 tokens take seconds on the CPU engine.
     body = {"model": "gpt-oss-20b", "stream": True, "max_tokens": 600, "ignore_eos": True,
             "messages": [{"role": "user", "content": "Count slowly."}]}
     started = time.perf_counter()
@@ -133,7 +134,7 @@ def test_first_chunk_arrives_long_before_the_end(stack):
                 first = time.perf_counter() - started
     total = time.perf_counter() - started
     assert first is not None
-    assert first < total * 0.5, (first, total)
+    assert total - first > 0.5, f"first text chunk at {first:.2f}s, stream ended at {total:.2f}s"
 
 
 def _running_requests(stack) -> float:
