@@ -54,3 +54,13 @@ def test_ready_reports_both_engines(stack):
     body = httpx.get(f"{stack.sidecar_url}/ready", timeout=5).json()
     assert body["engine"]["phase"] == "running"
     assert body["embedding_engine"]["phase"] == "running"
+
+
+def test_tags_list_the_embedding_model_with_its_capability(stack):
+    import httpx
+
+    tags = httpx.get(f"{stack.sidecar_url}/api/tags", timeout=10,
+                     headers={"Authorization": f"Bearer {stack.admin_key}"}).json()
+    by_name = {m["name"]: m for m in tags["models"]}
+    assert by_name["all-minilm:latest"]["capabilities"] == ["embedding"]
+    assert "thinking" in by_name["gpt-oss:20b"]["capabilities"]
