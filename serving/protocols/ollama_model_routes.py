@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -19,7 +18,6 @@ from serving.errors import (
     BadRequest,
     NotFound,
     UpstreamUnavailable,
-    from_upstream_exception,
 )
 from serving.protocols import ollama_models as models
 from serving.protocols.ollama_types import (
@@ -32,7 +30,7 @@ from serving.protocols.ollama_types import (
     parse_body,
 )
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
-from serving.sidecar.proxy import close_quietly, open_upstream
+from serving.sidecar.proxy import open_upstream, read_and_close
 
 _models = Depends(require("models"))
 _admin = Depends(require("admin"))
@@ -68,12 +66,7 @@ async def served_model(request: Request) -> models.ServedModel:
         "/v1/models",
         headers={"x-request-id": request.state.request_id},
     )
-    try:
-        raw = await upstream.aread()
-    except httpx.HTTPError as exc:
-        raise from_upstream_exception(exc) from exc
-    finally:
-        await close_quietly(upstream)
+    raw = await read_and_close(upstream)
     cards = json.loads(raw).get("data") if upstream.status_code == 200 else None
     if not cards:
         raise UpstreamUnavailable(

@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -46,7 +45,12 @@ from serving.protocols.ollama_model_routes import (
 from serving.protocols.ollama_types import ChatRequest, GenerateRequest, parse_body
 from serving.sidecar.deps import Principal, get_upstream, require
 from serving.sidecar.metrics import record_tokens
-from serving.sidecar.proxy import close_quietly, open_upstream
+from serving.sidecar.proxy import (
+    close_quietly,
+    open_upstream,
+    read_and_close,
+    unless_disconnected,
+)
 
 log = logging.getLogger(__name__)
 OLLAMA_API_VERSION = "0.12.0"  # the Ollama API this sidecar implements
@@ -142,32 +146,13 @@ async def _collect(
     request: Request, upstream: httpx.Response, state: st.StreamState
 ) -> dict[str, Any] | None:
     """Aggregate the whole stream; None if our client disconnected first (vLLM aborted)."""
-    result: dict[str, Any] | None = None
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
 
-        async def consume() -> None:
-            nonlocal result, failure
-            try:
-                async for _ in _chunks(upstream, state):
-                    pass
-                result = st.aggregate(state, now_ns=time.perf_counter_ns(), created_at=created_at())
-            except (httpx.HTTPError, ServingError) as exc:
-                failure = exc
-            group.cancel_scope.cancel()
+    async def consume() -> dict[str, Any]:
+        async for _ in _chunks(upstream, state):
+            pass
+        return st.aggregate(state, now_ns=time.perf_counter_ns(), created_at=created_at())
 
-        async def watch_client() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
-
-        group.start_soon(consume)
-        group.start_soon(watch_client)
-    if isinstance(failure, httpx.HTTPError):
-        raise from_upstream_exception(failure) from failure
-    if failure is not None:
-        raise failure
-    return result
+    return await unless_disconnected(request, consume)
 
 
 async def run(
@@ -181,13 +166,7 @@ async def run(
     )
     state.accepted_ns = time.perf_counter_ns()
     if upstream.status_code != 200:
-        try:
-            raw = await upstream.aread()
-        except httpx.HTTPError as exc:
-            raise from_upstream_exception(exc) from exc
-        finally:
-            await close_quietly(upstream)
-        raise upstream_error(upstream.status_code, raw)
+        raise upstream_error(upstream.status_code, await read_and_close(upstream))
     if stream:
         return StreamingResponse(
             _ndjson(request, upstream, state), media_type="application/x-ndjson"

@@ -25,6 +25,7 @@ from serving.sidecar.proxy import (
     close_quietly,
     open_upstream,
     passthrough_headers,
+    read_and_close,
     read_unless_disconnected,
 )
 
@@ -100,12 +101,7 @@ def build_router() -> APIRouter:
 
 async def forward_get(request: Request, path: str) -> Response:
     upstream = await open_upstream(get_upstream(request), "GET", path, headers=_trace(request))
-    try:
-        body = await upstream.aread()
-    except httpx.HTTPError as exc:
-        raise from_upstream_exception(exc) from exc
-    finally:
-        await close_quietly(upstream)
+    body = await read_and_close(upstream)
     return Response(body, upstream.status_code, headers=passthrough_headers(upstream))
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import httpx
 from fastapi import Request
 
-from serving.errors import from_upstream_exception
+from serving.errors import ServingError, from_upstream_exception
+
+T = TypeVar("T")
 
 # Hop-by-hop and length headers are recomputed by our server; never copy them across.
 _SKIP_RESPONSE_HEADERS = frozenset(
@@ -39,18 +41,19 @@ def passthrough_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower() not in _SKIP_RESPONSE_HEADERS}
 
 
-async def read_unless_disconnected(request: Request, response: httpx.Response) -> bytes | None:
-    """Read a whole upstream body, or give up (closing it, which aborts vLLM's request) as
-    soon as our own client disconnects. Returns None in that case."""
-    body: bytes | None = None
-    failure: httpx.HTTPError | None = None
+async def unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run `work` (reading from vLLM) unless our own client disconnects first; then give up
+    and return None (the caller closes the upstream response, which aborts vLLM's request).
+    httpx errors and ServingErrors from `work` are raised outside the task group."""
+    result: T | None = None
+    failure: Exception | None = None
     async with anyio.create_task_group() as group:
 
-        async def read_upstream() -> None:
-            nonlocal body, failure
+        async def run_work() -> None:
+            nonlocal result, failure
             try:
-                body = await response.aread()
-            except httpx.HTTPError as exc:  # raised below, outside the task group
+                result = await work()
+            except (httpx.HTTPError, ServingError) as exc:
                 failure = exc
             group.cancel_scope.cancel()
 
@@ -59,11 +62,28 @@ async def read_unless_disconnected(request: Request, response: httpx.Response) -
                 pass
             group.cancel_scope.cancel()
 
-        group.start_soon(read_upstream)
+        group.start_soon(run_work)
         group.start_soon(watch_client)
-    if failure is not None:
+    if isinstance(failure, httpx.HTTPError):
         raise from_upstream_exception(failure) from failure
-    return body
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def read_unless_disconnected(request: Request, response: httpx.Response) -> bytes | None:
+    """A whole upstream body, or None when our client left first."""
+    return await unless_disconnected(request, response.aread)
+
+
+async def read_and_close(response: httpx.Response) -> bytes:
+    """A whole upstream body (upstream failures mapped), the response closed either way."""
+    try:
+        return await response.aread()
+    except httpx.HTTPError as exc:
+        raise from_upstream_exception(exc) from exc
+    finally:
+        await close_quietly(response)
 
 
 async def close_quietly(response: httpx.Response) -> None:
