@@ -2,8 +2,8 @@
 
 The pass-through does not re-encode SSE. It only splits the byte stream at event boundaries
 (so an edit never straddles two network reads) and, when asked, copies vLLM's `reasoning`
-field to `reasoning_content` with one bytes regex, which costs microseconds per chunk
-(see tests/protocols/test_openai_stream.py for the measurement).
+field to `reasoning_content` with one bytes regex, which costs microseconds per chunk (about
+5 us measured; the sidecar's whole cost per request is measured by `make bench-overhead`).
 """
 
 from __future__ import annotations

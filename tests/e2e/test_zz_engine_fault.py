@@ -62,7 +62,7 @@ def test_killed_engine_ends_open_streams_turns_ready_503_and_comes_back(stack):
     for stream in streams:
         stream.join(timeout=10)
         assert stream.ended_at is not None, "a stream outlived the engine"
-        assert stream.ended_at - killed_at < 2.0, stream.ended_at - killed_at
+        assert stream.ended_at - killed_at < 5.0, stream.ended_at - killed_at
     for stream in streams:
         assert stream.lines[-1] == "data: [DONE]"
         error = json.loads(stream.lines[-2].removeprefix("data: "))["error"]
@@ -70,7 +70,7 @@ def test_killed_engine_ends_open_streams_turns_ready_503_and_comes_back(stack):
     streams_ended_after = max(s.ended_at or 0 for s in streams) - killed_at
 
     while httpx.get(f"{stack.sidecar_url}/ready", timeout=5).status_code != 503:
-        assert time.monotonic() - killed_at < 5, "/ready still 200 five seconds after kill -9"
+        assert time.monotonic() - killed_at < 15, "/ready still 200 15 s after kill -9"
         time.sleep(0.1)
     not_ready_after = time.monotonic() - killed_at
     assert httpx.get(f"{stack.sidecar_url}/health", timeout=5).json() == {"status": "ok"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from serving.protocols.openai_stream import (
     SSEEventSplitter,
@@ -30,16 +29,6 @@ def test_alias_leaves_other_chunks_byte_identical():
     assert alias_reasoning(content) is content
     already = b'data: {"choices":[{"delta":{"reasoning":"a","reasoning_content":"a"}}]}\n\n'
     assert alias_reasoning(already) is already
-
-
-def test_alias_costs_microseconds_per_chunk():
-    runs = 20000
-    started = time.perf_counter()
-    for _ in range(runs):
-        alias_reasoning(CHUNK)
-    per_chunk_us = (time.perf_counter() - started) / runs * 1e6
-    # One regex over ~200 bytes; a token takes milliseconds to generate, so keep it tiny.
-    assert per_chunk_us < 50, per_chunk_us
 
 
 def test_splitter_reassembles_events_cut_anywhere():
