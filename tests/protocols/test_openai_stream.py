@@ -1,4 +1,4 @@
-"""SSE framing and the reasoning alias, including what the alias costs per chunk."""
+"""SSE framing and the reasoning alias (its cost is a benchmark figure, not a test)."""
 
 from __future__ import annotations
 
