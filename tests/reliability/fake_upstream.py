@@ -3,7 +3,9 @@
 benchmarks/fake_upstream.py is built to be cheap and keeps writing after its client has
 gone (uvicorn drops writes to a closed connection silently), so it cannot say whether the
 sidecar really let go of a stream. This one watches for ``http.disconnect`` and reports
-``open_streams`` on ``/fake/state`` and as ``vllm:num_requests_running`` on ``/metrics``::
+``open_streams`` on ``/fake/state`` and as ``vllm:num_requests_running`` on ``/metrics``.
+``POST /fake/hold?after=N`` makes every stream stop after its first N chunks until
+``POST /fake/release``: a relay that buffers cannot show those N chunks before the release::
 
     python -m tests.reliability.fake_upstream --port 8199 --chunks 200 --chunk-delay-ms 20
 """
@@ -33,6 +35,7 @@ class State:
     started: int = 0
     completed: int = 0
     aborted: int = 0
+    held: int = 0  # streams waiting for /fake/release right now
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
@@ -67,6 +70,7 @@ async def _respond(send: Any, status: int, payload: dict[str, Any] | bytes) -> N
 
 def create_app(cfg: Config) -> Any:
     state = State()
+    gate: dict[str, Any] = {"after": None, "release": asyncio.Event()}
 
     async def generate(receive: Any, send: Any, path: str, body: dict[str, Any]) -> None:
         model = str(body.get("model") or MODEL_NAMES[0])
@@ -98,6 +102,11 @@ def create_app(cfg: Config) -> Any:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream")]})
             for i in range(n):
+                if i == gate["after"]:
+                    state.held += 1
+                    await asyncio.wait([asyncio.create_task(gate["release"].wait()), watcher],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    state.held -= 1
                 if gone.is_set():
                     state.aborted += 1
                     return
@@ -133,6 +142,14 @@ def create_app(cfg: Config) -> Any:
             await _respond(send, 200, (
                 f'vllm:num_requests_running{{model_name="gpt-oss-20b"}} {state.open_streams}.0\n'
                 'vllm:num_requests_waiting{model_name="gpt-oss-20b"} 0.0\n').encode())
+        elif scope["method"] == "POST" and path == "/fake/hold":
+            gate["after"] = int(scope["query_string"].decode().removeprefix("after="))
+            gate["release"] = asyncio.Event()
+            await _respond(send, 200, {"after": gate["after"]})
+        elif scope["method"] == "POST" and path == "/fake/release":
+            gate["after"] = None
+            gate["release"].set()
+            await _respond(send, 200, {"released": state.held})
         elif path == "/fake/state":
             await _respond(send, 200, state.__dict__)
         else:

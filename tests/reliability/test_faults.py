@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import statistics
 import time
@@ -120,6 +121,41 @@ async def _upstream_drained(upstream: FakeUpstream, within_s: float = 20.0) -> b
     while upstream.state()["open_streams"] and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     return upstream.state()["open_streams"] == 0
+
+
+@pytest.mark.parametrize(("path", "body", "first_text"), [
+    ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 8}, '"content":"t2 "'),
+    ("/api/chat", {**OLLAMA_CHAT, "options": {"num_predict": 8}}, '"content": "t2 "'),
+])
+async def test_stream_is_relayed_as_produced_not_buffered(pair, path, body, first_text) -> None:
+    """The fake sends 3 chunks, then holds every stream until released. A relay that buffers
+    (to the end, or by size) cannot show the client those chunks before the release, so
+    this needs no clock: the read either sees them or times out. (The hold must stay under
+    the pair's 2 s upstream read timeout; it lasts milliseconds.)"""
+    upstream, sidecar = pair
+    async with httpx.AsyncClient(base_url=sidecar.url, timeout=20) as client:
+        await client.post(f"{upstream.url}/fake/hold", params={"after": 3})
+        try:
+            async with client.stream("POST", path, json=body, headers=sidecar.auth()) as response:
+                assert response.status_code == 200
+                lines = response.aiter_lines()
+                seen = []
+                async for line in lines:  # a buffering relay times out here (ReadTimeout)
+                    seen.append(line)
+                    if first_text in line:
+                        break
+                # The gate really engaged (so this cannot pass vacuously): the fake is holding.
+                deadline = time.perf_counter() + 10
+                while (held := upstream.state()["held"]) != 1 and time.perf_counter() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                await client.post(f"{upstream.url}/fake/release")
+                rest = [line async for line in lines if line]
+        finally:
+            await client.post(f"{upstream.url}/fake/release")
+    # The client had chunk 3 while the fake still held chunk 4 back.
+    assert held == 1, (seen, upstream.state())
+    assert rest[-1] == "data: [DONE]" or json.loads(rest[-1])["done"] is True
+    assert sum(bool(re.search(r"\"t[0-9]+ ", line)) for line in seen + rest) == 7  # none lost
 
 
 async def test_upstream_read_timeout_is_a_504(pair) -> None:
