@@ -57,9 +57,9 @@ def make_plans(settings: LaunchSettings) -> tuple[EnginePlan, EmbeddingPlan | No
     # GPU host without hub access use it too.
     if (engine.synthetic_weights or engine.engine == "cpu"
             or (engine.engine == "auto" and not hardware.gpus)):
-        from serving.smoke import ensure_smoke_checkpoint
+        from serving.launcher.smoke_cache import use_smoke_checkpoint
 
-        smoke_dir = ensure_smoke_checkpoint(settings.paths.cache_dir)
+        smoke_dir = use_smoke_checkpoint(settings.paths.cache_dir)
     chat = build_plan(hardware, settings.engine, smoke_model_dir=smoke_dir)
     embedding = build_embedding_plan(
         hardware, settings.engine, served_name=settings.sidecar.embedding_model_name)
