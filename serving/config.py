@@ -74,7 +74,12 @@ class SidecarSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
-    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # vLLM is on loopback: while it is down, connect is refused at once (503 without waiting).
+    # A connect that takes long means an overloaded host, where 5 s was seen to fail requests
+    # the engine would have served (100 streams arriving at once on 2 busy cores).
+    upstream_connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait to connect to vLLM before a 503."
+    )
     upstream_read_timeout_s: float = Field(
         default=600.0, gt=0, description="Longest silence from vLLM before a 504."
     )

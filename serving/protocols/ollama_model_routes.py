@@ -177,8 +177,13 @@ def add_model_routes(router: APIRouter) -> None:
     router.add_api_route("/api/tags", list_tags, methods=["GET"], summary="List model names")
     router.add_api_route("/api/show", show, methods=["POST"], summary="Describe the model")
     router.add_api_route("/api/ps", ps, methods=["GET"], summary="The loaded model")
-    router.add_api_route("/api/copy", copy, methods=["POST"], summary="Create an alias")
-    router.add_api_route("/api/delete", delete, methods=["DELETE"], summary="Delete an alias")
+    # Ollama answers both with 200 and an empty body; the schema says so (no JSON content).
+    empty_ok: dict[int | str, dict[str, Any]] = {
+        200: {"description": "Done (empty body, as Ollama answers)"}}
+    router.add_api_route("/api/copy", copy, methods=["POST"], summary="Create an alias",
+                         response_class=Response, responses=empty_ok)
+    router.add_api_route("/api/delete", delete, methods=["DELETE"], summary="Delete an alias",
+                         response_class=Response, responses=empty_ok)
     router.add_api_route("/api/pull", pull, methods=["POST"], summary="Pull (served model only)",
                          responses={200: {"content": {"application/json": {},
                                                       "application/x-ndjson": {}}}})
