@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from serving.config import SERVED_MODEL_NAMES
+from tests.prometheus_text import metric_sum
 
 pytestmark = pytest.mark.e2e
 
@@ -119,9 +120,7 @@ def test_key_without_permission_is_403(stack):
 
 
 def _vllm_gauge(stack, name: str) -> float:
-    metrics = httpx.get(f"{stack.vllm_url}/metrics", timeout=30).text
-    values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", metrics, re.M)
-    return sum(float(v) for v in values)
+    return metric_sum(httpx.get(f"{stack.vllm_url}/metrics", timeout=30).text, name)
 
 
 def _tokens_once_quiet(stack, quiet_s: float = 3, within_s: float = 90) -> float:

@@ -8,33 +8,29 @@ engine) so a request still running afterwards could only be a leak. Nothing is k
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 import httpx
 import pytest
 
+from tests.prometheus_text import metric_sum
+
 pytestmark = pytest.mark.e2e
 
 CLIENTS = 100
 IDLE_DEADLINE_S = 60
-_GAUGE = r"^{name}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$"
-
-
-def gauge(text: str, name: str) -> float:
-    return sum(float(v) for v in re.findall(_GAUGE.format(name=re.escape(name)), text, re.M))
 
 
 async def vllm_running(vllm_url: str) -> tuple[float, float]:
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"{vllm_url}/metrics")).text
-    return gauge(text, "vllm:num_requests_running"), gauge(text, "vllm:num_requests_waiting")
+    return metric_sum(text, "vllm:num_requests_running"), metric_sum(text, "vllm:num_requests_waiting")
 
 
 async def vllm_generated_tokens(vllm_url: str) -> float:
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"{vllm_url}/metrics")).text
-    return gauge(text, "vllm:generation_tokens_total")
+    return metric_sum(text, "vllm:generation_tokens_total")
 
 
 async def test_100_mid_stream_disconnects_leave_vllm_idle(stack) -> None:
@@ -86,7 +82,7 @@ async def test_100_mid_stream_disconnects_leave_vllm_idle(stack) -> None:
     assert generated_after < 0.05 * left_to_generate
     async with httpx.AsyncClient(timeout=10) as probe:
         sidecar = (await probe.get(f"{stack.sidecar_url}/metrics")).text
-    assert gauge(sidecar, "sidecar_requests_in_flight") == 0
+    assert metric_sum(sidecar, "sidecar_requests_in_flight") == 0
 
 
 def test_vllm_listens_on_loopback_only(stack) -> None:
