@@ -16,7 +16,9 @@ pytestmark = pytest.mark.e2e
 CHAT = {"model": "gpt-oss-20b", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
 
 
-LONG = {"max_tokens": 4000, "ignore_eos": True, "stream": True,
+# About 30 s of generation on the CPU engine (8192-token context): the streams cannot end
+# on their own before the kill, even after a slow start (a 13 s stall was seen in CI).
+LONG = {"max_tokens": 7900, "ignore_eos": True, "stream": True,
         "messages": [{"role": "user", "content": "Write a very long story."}]}
 
 
@@ -53,7 +55,9 @@ def test_killed_engine_ends_open_streams_turns_ready_503_and_comes_back(stack):
     ]
     for stream in streams:
         stream.start()
+    for stream in streams:
         assert stream.streaming.wait(60), "stream did not start"
+    assert all(s.ended_at is None for s in streams), "a stream ended before the kill"
     pid = stack.engine()["pid"]
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGKILL)
