@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from serving.smoke import ensure_smoke_checkpoint
-from serving.smoke.build import READY_MARKER
+from serving.smoke.build import READY_MARKER, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,9 @@ def prune_stale_checkpoints(cache_dir: Path, keep: Path,
     """Remove complete checkpoints other than ``keep`` unused for ``older_than_s``."""
     removed = []
     for entry in sorted(Path(cache_dir).glob("smoke-*")):
-        marker = entry / READY_MARKER
-        if entry == keep or not marker.is_file():
-            continue  # no ready marker: maybe another process's build in progress
-        if time.time() - marker.stat().st_mtime > older_than_s:
+        if entry == keep or not is_complete(entry):
+            continue  # not complete: maybe another process's build in progress
+        if time.time() - (entry / READY_MARKER).stat().st_mtime > older_than_s:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
             log.info("removed the smoke checkpoint %s, unused for %d days", entry,
