@@ -120,6 +120,26 @@ class SidecarSettings(BaseSettings):
     engine_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the sidecar reads vLLM's queue length."
     )
+    workers: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Sidecar processes sharing the public port (SO_REUSEPORT). Default: the "
+        "plan's choice from the GPU's expected token rate (1 on CPU hosts).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Where the Prometheus metrics port listens (0.0.0.0 in a pod, so the "
+        "cluster's Prometheus can scrape it; the Service does not expose it).",
+    )
+    metrics_port: int = Field(
+        default=8090, ge=0, le=65535,
+        description="Prometheus metrics of all workers plus vLLM's, without a key; 0: off. "
+        "On the public port /metrics needs a key with the `metrics` permission.",
+    )
+    shared_state_dir: Path | None = Field(
+        default=None,
+        description="Set by the launcher for multi-worker runs: the engine-state mirror, the "
+        "host's limit counters and the workers' Prometheus files live here.",
+    )
     quantization_label: str = Field(
         default="MXFP4", description="Reported by /api/tags; the smoke checkpoint is bf16."
     )

@@ -30,7 +30,7 @@ from serving.protocols.ollama_types import (
     parse_body,
 )
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
-from serving.sidecar.proxy import open_upstream, read_and_close
+from serving.sidecar.upstream import open_upstream, read_and_close
 
 _models = Depends(require("models"))
 _admin = Depends(require("admin"))

@@ -13,6 +13,7 @@ emulated Ollama API version.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -45,7 +46,7 @@ from serving.protocols.ollama_model_routes import (
 from serving.protocols.ollama_types import ChatRequest, GenerateRequest, parse_body
 from serving.sidecar.deps import Principal, get_upstream, require
 from serving.sidecar.metrics import record_tokens
-from serving.sidecar.proxy import (
+from serving.sidecar.upstream import (
     close_quietly,
     open_upstream,
     read_and_close,
@@ -62,13 +63,15 @@ _UPSTREAM_ERRORS: dict[int, type[ServingError]] = {
 }
 
 
+@functools.lru_cache(maxsize=4)
+def _second_prefix(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def created_at() -> str:
-    """RFC 3339 UTC with nanoseconds, as Ollama writes it."""
+    """RFC 3339 UTC with nanoseconds, as Ollama writes it (one strftime per second)."""
     ns = time.time_ns()
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
-        + f".{ns % 1_000_000_000:09d}Z"
-    )
+    return f"{_second_prefix(ns // 1_000_000_000)}.{ns % 1_000_000_000:09d}Z"
 
 
 def _encode(objects: list[dict[str, Any]]) -> bytes:
@@ -114,12 +117,13 @@ def _account(request: Request, state: st.StreamState) -> None:
 async def _chunks(
     upstream: httpx.Response, state: st.StreamState
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    async for line in upstream.aiter_lines():
+    events = st.SSEEvents()
+    async for read in upstream.aiter_bytes():
         try:
-            event = st.parse_sse_line(line)
+            parsed = events.feed(read)
         except ValueError:
             raise ServingError("The engine sent a malformed stream event.") from None
-        if event is not None:
+        for event in parsed:
             yield st.openai_chunk_to_ollama(
                 event, state, now_ns=time.perf_counter_ns(), created_at=created_at()
             )

@@ -57,6 +57,35 @@ def parse_sse_line(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+class SSEEvents:
+    """vLLM's SSE byte reads -> parsed events, each parsed once straight from the bytes
+    (no text decoding of the stream, no line objects). An incomplete event waits for its end.
+    Raises ValueError on an event that is not JSON."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, read: bytes) -> list[dict[str, Any]]:
+        if self._held:
+            read = self._held + read
+        end = read.rfind(b"\n\n")
+        if end < 0:
+            self._held = read
+            return []
+        self._held = read[end + 2:]
+        events = []
+        for raw in read[:end].split(b"\n\n"):
+            if raw.startswith(b"data: {"):  # vLLM's form; [DONE] and comments are skipped
+                event = json.loads(raw[6:])
+            elif raw.startswith(b"data:{"):
+                event = json.loads(raw[5:])
+            else:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
 def _line(state: StreamState, created_at: str, content: str, thinking: str) -> dict[str, Any]:
     if state.kind == "generate":
         obj: dict[str, Any] = {"model": state.model, "created_at": created_at, "response": content}

@@ -21,7 +21,7 @@ from serving.errors import ServingError, error_responses, from_upstream_exceptio
 from serving.protocols import openai_stream as sse
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
 from serving.sidecar.metrics import record_tokens
-from serving.sidecar.proxy import (
+from serving.sidecar.upstream import (
     close_quietly,
     open_upstream,
     passthrough_headers,
@@ -167,29 +167,23 @@ def _account_and_alias(request: Request, raw: bytes, *, alias: bool) -> bytes:
 async def relay_stream(
     request: Request, upstream: httpx.Response, *, alias: bool, strip_usage: bool
 ) -> AsyncIterator[bytes]:
-    """Forward SSE events as they arrive; an upstream failure becomes an SSE error event."""
-    splitter = sse.SSEEventSplitter()
+    """Forward SSE reads as they arrive; an upstream failure becomes an SSE error event.
+    Per read: one `rfind` and two `in` scans (see `openai_stream.SSERelay`)."""
+    relay = sse.SSERelay(alias=alias, strip_usage=strip_usage)
     try:
-        async for chunk in upstream.aiter_raw():
-            out = []
-            for event in splitter.feed(chunk):
-                data = sse.event_data(event)
-                usage = sse.usage_from_event(data) if data is not None else None
-                if usage is not None:
-                    record_tokens(request, prompt_tokens=usage.prompt_tokens,
-                                  completion_tokens=usage.completion_tokens)
-                    if strip_usage and data is not None and sse.is_usage_only_event(data):
-                        continue
-                out.append(sse.alias_reasoning(event) if alias else event)
-            if out:
-                yield b"".join(out)
-        if rest := splitter.flush():
+        async for read in upstream.aiter_raw():
+            if out := relay.feed(read):
+                yield out
+        if rest := relay.flush():
             yield rest
     except httpx.HTTPError as exc:
         err: ServingError = from_upstream_exception(exc)
         yield sse.error_event(err.message, code=err.code, error_type=err.error_type)
     finally:
         await close_quietly(upstream)
+        if relay.usage is not None:
+            record_tokens(request, prompt_tokens=relay.usage.prompt_tokens,
+                          completion_tokens=relay.usage.completion_tokens)
 
 
 def _trace(request: Request) -> dict[str, str]:

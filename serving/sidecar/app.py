@@ -19,12 +19,14 @@ from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
 from serving.protocols import embedding_routes, openai_routes
 from serving.sidecar import health
-from serving.sidecar.engine_state import EngineState
+from serving.sidecar.engine_state import EngineStatus
+from serving.sidecar.host_limits import HostBackend
 from serving.sidecar.keys import KeyStore, read_key_file
-from serving.sidecar.limits import Limiter, MemoryBackend, RedisBackend
+from serving.sidecar.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from serving.sidecar.load import LoadState, poll_engine_queue
 from serving.sidecar.metrics import SidecarMetrics
 from serving.sidecar.middleware import RequestContextMiddleware, error_body_for_path
+from serving.sidecar.upstream import EngineMetricsCache, engine_client
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: SidecarSettings,
     *,
-    engine: EngineState | None = None,
-    embedding_engine: EngineState | None = None,
+    engine: EngineStatus | None = None,
+    embedding_engine: EngineStatus | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the sidecar. `engine` comes from the launcher (None when run standalone);
@@ -42,26 +44,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(
-            connect=settings.upstream_connect_timeout_s,
-            read=settings.upstream_read_timeout_s,
-            write=settings.upstream_read_timeout_s,
-            pool=settings.upstream_connect_timeout_s,
-        )
-        # No cap on connections: vLLM's own scheduler is the queue, not our pool.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        async with httpx.AsyncClient(
-            base_url=settings.upstream_url, timeout=timeout, limits=limits, transport=transport
-        ) as client, _embedding_client(settings, timeout, transport) as embedding_client:
+        async with _engine_clients(settings, transport) as (client, embedding_client):
             app.state.upstream = client
             app.state.embedding_upstream = embedding_client
-            poller = asyncio.create_task(
-                poll_engine_queue(client, app.state.load, settings.engine_poll_interval_s))
+            app.state.engine_metrics = EngineMetricsCache(client)
+            poller = asyncio.create_task(poll_engine_queue(
+                app.state.engine_metrics, app.state.load, settings.engine_poll_interval_s))
             try:
                 yield
             finally:
                 poller.cancel()
-                if isinstance(backend, RedisBackend):
+                if isinstance(backend, RedisBackend | HostBackend):
                     await backend.aclose()
 
     app = FastAPI(
@@ -78,7 +71,7 @@ def create_app(
     app.state.keys = KeyStore(settings.keys_file)
     app.state.metrics = SidecarMetrics()
     app.state.load = LoadState()
-    backend = RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
+    backend = _limit_backend(settings)
     app.state.limiter = Limiter(backend)
 
     app.include_router(health.build_router())
@@ -100,17 +93,29 @@ def create_app(
     return app
 
 
+def _limit_backend(settings: SidecarSettings) -> LimitBackend:
+    """Redis when configured (shared by replicas); else one SQLite file shared by this host's
+    workers; else (one worker) counters in this process. Never limits multiplied by N."""
+    if settings.redis_url:
+        return RedisBackend(settings.redis_url)
+    if settings.shared_state_dir is not None:
+        return HostBackend(settings.shared_state_dir / "limits.sqlite")
+    return MemoryBackend()
+
+
 @asynccontextmanager
-async def _embedding_client(
-    settings: SidecarSettings, limits: httpx.Timeout, transport: httpx.AsyncBaseTransport | None
-) -> AsyncIterator[httpx.AsyncClient | None]:
-    if settings.embedding_upstream_url is None:
-        yield None
-        return
-    async with httpx.AsyncClient(
-        base_url=settings.embedding_upstream_url, timeout=limits, transport=transport
-    ) as client:
-        yield client
+async def _engine_clients(
+    settings: SidecarSettings, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient | None]]:
+    """The chat engine's client and the embedding engine's (None when embeddings are off)."""
+    timeouts = {"connect_timeout_s": settings.upstream_connect_timeout_s,
+                "read_timeout_s": settings.upstream_read_timeout_s, "transport": transport}
+    async with engine_client(settings.upstream_url, **timeouts) as client:
+        if settings.embedding_upstream_url is None:
+            yield client, None
+            return
+        async with engine_client(settings.embedding_upstream_url, **timeouts) as embedding:
+            yield client, embedding
 
 
 def _render(request: Request, err: ServingError) -> JSONResponse:

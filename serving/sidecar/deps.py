@@ -64,8 +64,16 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
-def require(permission: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency factory: the caller's key must carry `permission` (or `all`)."""
+def _check_permission(principal: Principal, permission: str) -> None:
+    if "all" not in principal.permissions and permission not in principal.permissions:
+        raise Forbidden(
+            f"This API key (user '{principal.user}') lacks the '{permission}' permission."
+        )
+
+
+def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory: key and permission only (operations such as /metrics, which
+    must answer under overload and never count against a key's limits)."""
 
     async def dependency(
         request: Request,
@@ -73,10 +81,23 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         _header_doc: str | None = _x_api_key_dep,
     ) -> Principal:
         principal = authenticate(request)
-        if "all" not in principal.permissions and permission not in principal.permissions:
-            raise Forbidden(
-                f"This API key (user '{principal.user}') lacks the '{permission}' permission."
-            )
+        _check_permission(principal, permission)
+        return principal
+
+    return dependency
+
+
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory for work: the caller's key must carry `permission` (or `all`),
+    the sidecar must not be overloaded, and the key's limits must admit the request."""
+
+    async def dependency(
+        request: Request,
+        _bearer_doc: HTTPAuthorizationCredentials | None = _bearer_dep,
+        _header_doc: str | None = _x_api_key_dep,
+    ) -> Principal:
+        principal = authenticate(request)
+        _check_permission(principal, permission)
         app_state = request.app.state
         app_state.load.check(app_state.settings)
         # Released (and its tokens charged) by the middleware when the response ends.
@@ -84,4 +105,3 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
-

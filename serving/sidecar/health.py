@@ -6,12 +6,15 @@ import logging
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.sidecar.deps import get_settings, get_upstream
-from serving.sidecar.engine_state import EngineState
+from serving.config import SidecarSettings
+from serving.sidecar.deps import Principal, get_settings, get_upstream, require_permission
+from serving.sidecar.engine_state import EngineStatus
+from serving.sidecar.metrics import prometheus_dir, sidecar_metrics_text
+from serving.sidecar.upstream import EngineMetricsCache
 
 log = logging.getLogger(__name__)
 READY_PROBE_TIMEOUT_S = 2.0
@@ -36,11 +39,11 @@ def build_router() -> APIRouter:
             headers={"Retry-After": "5"},
         )
 
-    @router.get("/metrics", summary="Prometheus metrics: the sidecar's, then vLLM's",
+    @router.get("/metrics", summary="Prometheus metrics: the sidecar's, then vLLM's (needs a "
+                "key with the `metrics` permission; the metrics port needs none)",
                 responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
-    async def metrics(request: Request) -> Response:
-        own = generate_latest(request.app.state.metrics.registry)
-        return Response(own + await engine_metrics(request), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request, _: Principal = Depends(require_permission("metrics"))) -> Response:
+        return Response(await all_metrics_text(request.app), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -49,10 +52,10 @@ async def readiness(request: Request) -> tuple[str | None, dict[str, Any]]:
     """(None, details) when ready, else (reason, details)."""
     if getattr(request.app.state, "draining", False):
         return "shutting down", {}
-    engine: EngineState | None = request.app.state.engine
+    engine: EngineStatus | None = request.app.state.engine
     if engine is not None and engine.phase != "running":
         return f"engine {engine.phase}", {"engine": engine.describe()}
-    embedding: EngineState | None = request.app.state.embedding_engine
+    embedding: EngineStatus | None = request.app.state.embedding_engine
     if embedding is not None and embedding.phase != "running":
         return f"embedding engine {embedding.phase}", {"embedding_engine": embedding.describe()}
     try:
@@ -77,10 +80,11 @@ async def readiness(request: Request) -> tuple[str | None, dict[str, Any]]:
     return None, detail
 
 
-async def engine_metrics(request: Request) -> bytes:
-    """vLLM's own metrics, so one scrape of the public port sees both (vLLM is loopback-only)."""
-    try:
-        response = await get_upstream(request).get("/metrics", timeout=READY_PROBE_TIMEOUT_S)
-    except httpx.HTTPError:
-        return b""
-    return response.content if response.status_code == 200 else b""
+async def all_metrics_text(app: FastAPI) -> bytes:
+    """The sidecar's metrics (all workers), then vLLM's own (cached: at most one fetch per
+    250 ms whatever the scrape rate; vLLM is loopback-only, so this is how they are seen)."""
+    settings: SidecarSettings = app.state.settings
+    own = sidecar_metrics_text(app.state.metrics.registry,
+                               prometheus_dir(settings.shared_state_dir))
+    cache: EngineMetricsCache = app.state.engine_metrics
+    return own + await cache.text()

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 KEY_PREFIX = "sk-gos-"
-PERMISSIONS = ("chat", "completions", "models", "embeddings", "admin", "all")
+PERMISSIONS = ("chat", "completions", "models", "embeddings", "metrics", "admin", "all")
 FILE_VERSION = 1
 
 

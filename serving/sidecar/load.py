@@ -7,10 +7,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-import httpx
-
 from serving.config import SidecarSettings
 from serving.sidecar.limits import Overloaded
+from serving.sidecar.upstream import EngineMetricsCache
 
 log = logging.getLogger(__name__)
 _WAITING = re.compile(rb"^vllm:num_requests_waiting(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.M)
@@ -38,14 +37,10 @@ def parse_waiting(metrics_text: bytes) -> float:
 
 
 async def poll_engine_queue(
-    client: httpx.AsyncClient, load: LoadState, interval_s: float
+    engine_metrics: EngineMetricsCache, load: LoadState, interval_s: float
 ) -> None:
     """Background task: keep `load.engine_waiting` fresh; unknown (engine down) reads as 0,
     because then requests fail fast with 503 from the proxy anyway."""
     while True:
-        try:
-            response = await client.get("/metrics", timeout=2.0)
-            load.engine_waiting = parse_waiting(response.content)
-        except httpx.HTTPError:
-            load.engine_waiting = 0.0
+        load.engine_waiting = parse_waiting(await engine_metrics.text())
         await asyncio.sleep(interval_s)

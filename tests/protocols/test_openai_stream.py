@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from serving.protocols.openai_stream import (
-    SSEEventSplitter,
+    SSERelay,
     alias_reasoning,
     is_usage_only_event,
     usage_from_event,
@@ -31,12 +34,56 @@ def test_alias_leaves_other_chunks_byte_identical():
     assert alias_reasoning(already) is already
 
 
-def test_splitter_reassembles_events_cut_anywhere():
-    events = [CHUNK, b"data: [DONE]\n\n"]
-    blob = b"".join(events)
+RECORDED = sorted((Path(__file__).parent / "data").glob("*.sse"))
+
+
+def _relay_all(reads: list[bytes], **kwargs: bool) -> bytes:
+    relay = SSERelay(**kwargs)
+    return b"".join(relay.feed(read) for read in reads) + relay.flush()
+
+
+def _events(blob: bytes) -> list[bytes]:
+    return [e + b"\n\n" for e in blob.split(b"\n\n") if e]
+
+
+def test_relay_reassembles_events_cut_anywhere():
+    blob = CHUNK + b"data: [DONE]\n\n"
     for cut in range(1, len(blob)):
-        splitter = SSEEventSplitter()
-        assert splitter.feed(blob[:cut]) + splitter.feed(blob[cut:]) == events
+        assert _relay_all([blob[:cut], blob[cut:]], alias=False, strip_usage=False) == blob
+        aliased = _relay_all([blob[:cut], blob[cut:]], alias=True, strip_usage=False)
+        assert aliased == alias_reasoning(CHUNK) + b"data: [DONE]\n\n"
+
+
+def test_relay_holds_an_incomplete_event_until_its_end():
+    relay = SSERelay(alias=True, strip_usage=False)
+    assert relay.feed(CHUNK[:40]) == b""
+    assert relay.feed(CHUNK[40:]) == alias_reasoning(CHUNK)
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_recorded_vllm_streams_pass_byte_for_byte(path: Path):
+    """Real vLLM streams, relayed in reads of every size from 1 event to the whole stream:
+    the bytes out equal the bytes in, apart from the alias and the stripped usage chunk."""
+    upstream = path.read_bytes()
+    events = _events(upstream)
+    usage_only = [e for e in events if is_usage_only_event(e[6:].strip())]
+    assert len(usage_only) == 1, "the recordings asked for usage"
+    for per_read in (1, 2, 7, len(events)):
+        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
+        assert _relay_all(reads, alias=False, strip_usage=False) == upstream
+        stripped = _relay_all(reads, alias=False, strip_usage=True)
+        assert stripped == b"".join(e for e in events if e not in usage_only)
+        aliased = _relay_all(reads, alias=True, strip_usage=False)
+        assert aliased == b"".join(alias_reasoning(e) for e in events)
+
+
+def test_relay_records_usage_whether_or_not_it_strips_it():
+    usage = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
+    for strip in (False, True):
+        relay = SSERelay(alias=False, strip_usage=strip)
+        out = relay.feed(CHUNK + usage + b"data: [DONE]\n\n")
+        assert relay.usage is not None and relay.usage.completion_tokens == 2
+        assert (usage in out) is not strip
 
 
 def test_usage_detection():

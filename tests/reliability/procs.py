@@ -98,7 +98,7 @@ class SidecarProcess(_Process):
         return {"Authorization": f"Bearer {self.key}"}
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        text = httpx.get(f"{self.url}/metrics", headers=self.auth(), timeout=5).text
         for line in text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
