@@ -7,7 +7,8 @@ process, `concurrency` at a time, and reports this process's CPU time (user + sy
 speak to vLLM with:
 
 - ``httpx``: httpx 0.28 with its default transport (httpcore + h11, pure Python parsing)
-- ``httpx+aiohttp``: the same httpx API over aiohttp's transport (``httpx-aiohttp``)
+- ``httpx+aiohttp``: the same httpx API over aiohttp (``serving.sidecar.upstream``'s
+  transport: what the sidecar uses)
 - ``aiohttp``: aiohttp's own client (C HTTP parser), no httpx layer
 
 Rounds are interleaved so that machine noise hits every candidate alike::
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+
+from serving.sidecar.upstream import AiohttpTransport
 
 BODY = {"model": "gpt-oss-20b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 Reader = Callable[[], Awaitable[int]]
@@ -71,18 +74,15 @@ async def _round(
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=concurrency)
     if candidate == "aiohttp":
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            cpu, chunks = await _measure(lambda: _read_aiohttp(session, url), requests, concurrency)
+            cpu, _ = await _measure(lambda: _read_aiohttp(session, url), requests, concurrency)
     else:
         transport: httpx.AsyncBaseTransport | None = None
         if candidate == "httpx+aiohttp":
-            from httpx_aiohttp import AiohttpTransport
-
-            transport = AiohttpTransport(
-                client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+            transport = AiohttpTransport()
         async with httpx.AsyncClient(
             base_url=url, limits=limits, transport=transport, timeout=60
         ) as client:
-            cpu, chunks = await _measure(lambda: _read_httpx(client), requests, concurrency)
+            cpu, _ = await _measure(lambda: _read_httpx(client), requests, concurrency)
     # Per SSE event sent (role + tokens + finish + [DONE]), not per read: a client that
     # reads several events at once must not look cheaper per read.
     return cpu / (requests * (EVENTS_EXTRA + chunks_per_answer)) * 1e6
@@ -115,8 +115,8 @@ def main() -> None:
         figures: dict[str, list[float]] = {c: [] for c in candidates}
         for _ in range(args.rounds):
             for candidate in candidates:
-                figures[candidate].append(
-                    asyncio.run(_round(url, candidate, args.requests, args.concurrency, args.chunks)))
+                figures[candidate].append(asyncio.run(
+                    _round(url, candidate, args.requests, args.concurrency, args.chunks)))
     finally:
         fake.terminate()
         fake.wait()

@@ -108,14 +108,16 @@ async def _engine_clients(
     settings: SidecarSettings, transport: httpx.AsyncBaseTransport | None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient | None]]:
     """The chat engine's client and the embedding engine's (None when embeddings are off)."""
-    timeouts = {"connect_timeout_s": settings.upstream_connect_timeout_s,
-                "read_timeout_s": settings.upstream_read_timeout_s, "transport": transport}
-    async with engine_client(settings.upstream_url, **timeouts) as client:
+    def client(url: str) -> httpx.AsyncClient:
+        return engine_client(url, connect_timeout_s=settings.upstream_connect_timeout_s,
+                             read_timeout_s=settings.upstream_read_timeout_s, transport=transport)
+
+    async with client(settings.upstream_url) as chat:
         if settings.embedding_upstream_url is None:
-            yield client, None
+            yield chat, None
             return
-        async with engine_client(settings.embedding_upstream_url, **timeouts) as embedding:
-            yield client, embedding
+        async with client(settings.embedding_upstream_url) as embedding:
+            yield chat, embedding
 
 
 def _render(request: Request, err: ServingError) -> JSONResponse:

@@ -42,7 +42,9 @@ def build_router() -> APIRouter:
     @router.get("/metrics", summary="Prometheus metrics: the sidecar's, then vLLM's (needs a "
                 "key with the `metrics` permission; the metrics port needs none)",
                 responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
-    async def metrics(request: Request, _: Principal = Depends(require_permission("metrics"))) -> Response:
+    async def metrics(
+        request: Request, _: Principal = Depends(require_permission("metrics"))
+    ) -> Response:
         return Response(await all_metrics_text(request.app), media_type=CONTENT_TYPE_LATEST)
 
     return router
