@@ -11,7 +11,7 @@ from typing import Any
 from serving.config import EngineSettings
 from serving.launcher.doctor import run_doctor
 from serving.launcher.hardware import GPU_PRESETS, Hardware, detect_hardware, preset_hardware
-from serving.launcher.models import GiB, model_families
+from serving.launcher.plan.model_spec import GiB, model_families
 from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
 
 
