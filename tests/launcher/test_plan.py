@@ -12,9 +12,9 @@ import pytest
 from serving.cli import main as serving_main
 from serving.config import SERVED_MODEL_NAMES, EngineSettings
 from serving.launcher.hardware import Gpu, Hardware, preset_hardware
+from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
 from serving.launcher.plan.kv_cache import kv_cache_bytes_per_token
 from serving.launcher.plan.model_spec import MODEL_CONFIGS_DIR, GiB, model_spec
-from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
 
 MiB = 1024**2
 SERVER = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 
 from serving.config import EngineSettings
-from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.hardware import Gpu
+from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.plan.types import GiB
 
 DEFAULT_GPU_UTILIZATION = 0.92

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from serving.config import EngineSettings
-from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.hardware import Gpu, Hardware
 from serving.launcher.plan import cards, flags
+from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.plan.kv_cache import concurrency_for, kv_cache_bytes_per_token
 from serving.launcher.plan.model_spec import ModelSpec, model_spec
 from serving.launcher.plan.refusal import refusal
@@ -93,8 +93,9 @@ def _topology_note(options: tuple[TopologyOption, ...]) -> str:
         return ""
     chosen = next(o for o in options if o.chosen)
     others = "; ".join(
-        f"{o.label}: " + (f"{o.full_length_sequences} full-length sequences, "
-                          f"~{o.expected_output_tokens_per_s:,.0f} tok/s" if o.fits else "does not fit")
+        f"{o.label}: "
+        + (f"{o.full_length_sequences} full-length sequences, "
+           f"~{o.expected_output_tokens_per_s:,.0f} tok/s" if o.fits else "does not fit")
         for o in options if not o.chosen
     )
     return (
@@ -104,7 +105,9 @@ def _topology_note(options: tuple[TopologyOption, ...]) -> str:
     )
 
 
-def _notes(hardware: Hardware, request: FitRequest, layout: Fit, options: tuple[TopologyOption, ...]) -> list[str]:
+def _notes(
+    hardware: Hardware, request: FitRequest, layout: Fit, options: tuple[TopologyOption, ...]
+) -> list[str]:
     gpu, engine = request.gpu, request.engine
     notes = [flags.GENERATION_NOTES.get(gpu.generation, ""), _topology_note(options)]
     if layout.data_parallel > 1:

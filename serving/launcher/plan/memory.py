@@ -38,7 +38,8 @@ NON_TORCH_PARALLEL_BYTES = int(0.55 * GiB)
 # The same runs: CUDA graph memory 0.39 GiB (20b) and 1.03 GiB (120b) on H100.
 CUDA_GRAPH_BYTES = {"gpt-oss-20b": int(0.39 * GiB), "gpt-oss-120b": int(1.03 * GiB)}
 CUDA_GRAPH_BYTES_PER_LAYER = int(0.39 * GiB / 24)
-CUDAGRAPH_PROFILED_SINCE = (0, 21)  # "CUDA graph memory profiling is enabled (default since v0.21.0)"
+# "CUDA graph memory profiling is enabled (default since v0.21.0)" (gpu_worker.py)
+CUDAGRAPH_PROFILED_SINCE = (0, 21)
 VLLM_VERSION_PLANNED = "0.32.0"
 
 
@@ -77,7 +78,8 @@ def weight_rows(shape: WorkerShape) -> list[MemoryRow]:
     experts = math.ceil(spec.expert_bytes() / shape.moe_parallel)
     laid_out = mxfp4_layout.expert_bytes_per_gpu(spec, shape.layout, shape.moe_parallel)
     split = f", experts 1/{shape.moe_parallel} per GPU" if shape.moe_parallel > 1 else ""
-    rows = [MemoryRow("weights", dense + experts, f"{spec.quantization} experts + bf16 rest{split}")]
+    note = f"{spec.quantization} experts + bf16 rest{split}"
+    rows = [MemoryRow("weights", dense + experts, note)]
     if spec.quantization == "mxfp4":
         rows.append(
             MemoryRow("MXFP4 kernel layout", laid_out - experts, f"{shape.layout} padding")
@@ -102,10 +104,10 @@ def activation_row(shape: WorkerShape) -> MemoryRow:
     forward = forward_activation_bytes(shape.spec, shape.max_num_batched_tokens)
     sampler = sampler_bytes(shape.spec, shape.max_num_seqs, shape.max_num_batched_tokens)
     if sampler >= forward:
-        return MemoryRow("activation peak", sampler, f"sampler, --max-num-seqs {shape.max_num_seqs}")
-    return MemoryRow(
-        "activation peak", forward, f"forward, --max-num-batched-tokens {shape.max_num_batched_tokens}"
-    )
+        note = f"sampler, --max-num-seqs {shape.max_num_seqs}"
+        return MemoryRow("activation peak", sampler, note)
+    note = f"forward, --max-num-batched-tokens {shape.max_num_batched_tokens}"
+    return MemoryRow("activation peak", forward, note)
 
 
 def cuda_graph_row(shape: WorkerShape) -> MemoryRow:

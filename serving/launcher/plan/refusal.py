@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.plan import cards
+from serving.launcher.plan.embedding_share import embedding_gpu_fraction
 from serving.launcher.plan.kv_cache import (
     kv_block_bytes,
     largest_context,

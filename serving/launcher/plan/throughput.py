@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from serving.launcher.plan.kv_cache import kv_blocks_decoding, kv_block_bytes
+from serving.launcher.plan.kv_cache import kv_block_bytes, kv_blocks_decoding
 from serving.launcher.plan.model_spec import ModelSpec
 from serving.launcher.plan.types import SHORT_CONTEXT
 

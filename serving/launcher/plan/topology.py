@@ -78,7 +78,9 @@ def _fit(request: FitRequest, tp: int, dp: int, max_num_seqs: int) -> Fit:
         cuda_total=cards.cuda_total(gpu),
         utilization=cards.utilization(gpu, engine),
         max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=engine.max_num_batched_tokens or cards.card_class(gpu).batched_tokens,
+        max_num_batched_tokens=(
+            engine.max_num_batched_tokens or cards.card_class(gpu).batched_tokens
+        ),
         tensor_parallel=tp,
         data_parallel=dp,
     )
@@ -157,7 +159,8 @@ def parallel_sizes(spec: ModelSpec, gpus: int) -> list[int]:
 def choose(request: FitRequest) -> tuple[Fit, tuple[TopologyOption, ...]]:
     """Every layout of ``request.gpus`` cards, and the best by the module's objective (the
     largest tensor-parallel layout when none fits: the refusal explains it)."""
-    layouts = [fit(request, tp, request.gpus // tp) for tp in parallel_sizes(request.spec, request.gpus)]
+    sizes = parallel_sizes(request.spec, request.gpus)
+    layouts = [fit(request, tp, request.gpus // tp) for tp in sizes]
     options = [option_for(request, layout) for layout in layouts]
 
     def rank(i: int) -> tuple[int, float, int]:
