@@ -5,7 +5,8 @@
 
 Per GPU overlay, two generated files:
 - ``plan.env``: the launcher settings the plan was made with (engine, model, context
-  length) plus the plan's extra environment, merged into the launcher ConfigMap;
+  length), the names vLLM serves (for the sidecar), the sidecar worker count, plus the
+  plan's extra environment, merged into the launcher ConfigMap;
 - ``plan-patch.yaml``: the GPUs the plan uses (tensor x data parallel) as the container's
   ``nvidia.com/gpu``, and the plan itself (vLLM arguments, batch limits, KV capacity) as
   pod annotations, so ``kubectl describe`` shows what the launcher will run and a change of
@@ -87,6 +88,10 @@ def env_file(overlay: Overlay, plan: dict[str, Any]) -> str:
         "SERVING_MODEL": str(plan["model"]),
         "SERVING_MODEL_FAMILY": str(plan["model_family"]),
         "SERVING_MAX_MODEL_LEN": str(int(plan["max_model_len"])),
+        # The sidecar's /ready and model routes must know the names vLLM serves
+        # (pydantic-settings reads a tuple field from the environment as JSON).
+        "SERVING_SERVED_MODEL_NAMES": json.dumps(plan["served_model_names"], separators=(",", ":")),
+        "SERVING_WORKERS": str(int(plan.get("sidecar_workers", 1))),
     }
     extra = plan.get("env") or {}
     for name in sorted(extra):
@@ -119,6 +124,7 @@ def patch_file(overlay: Overlay, plan: dict[str, Any]) -> str:
         "vllm-args": shlex.join(vllm_args(list(plan["argv"]))),
         "max-model-len": str(plan["max_model_len"]),
         "max-num-seqs": str(plan["max_num_seqs"]),
+        "topology": f"tp {plan['tensor_parallel_size']} x dp {plan.get('data_parallel_size', 1)}",
         "kv-cache-tokens": str(concurrency.get("kv_cache_tokens", "")),
     }
     patch = {

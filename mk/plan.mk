@@ -1,4 +1,4 @@
-# Hardware plan and doctor (serving/launcher/{hardware,models,plan,gpu_plan,doctor}.py).
+# Hardware plan and doctor (serving/launcher/{hardware,doctor}.py, serving/launcher/plan/).
 # make plan GPU=rtx3090 [GPUS=2] [MODEL=gpt-oss-120b] [MAX_MODEL_LEN=65536]
 GPU ?=
 GPUS ?=
@@ -23,4 +23,5 @@ doctor: $(VENV_STAMP) ## detected hardware and whether the plan fits, with advic
 
 test-plan: $(VENV_STAMP) ## unit tests of hardware detection, plan and doctor (no engine)
 	$(PY) -m pytest -q tests/launcher/test_plan.py tests/launcher/test_hardware.py \
-		tests/launcher/test_doctor.py
+		tests/launcher/test_doctor.py tests/launcher/test_topology.py \
+		tests/launcher/test_calibration.py tests/launcher/test_vllm_log.py

@@ -11,8 +11,8 @@ from typing import Any
 from serving.config import EngineSettings
 from serving.launcher.doctor import run_doctor
 from serving.launcher.hardware import GPU_PRESETS, Hardware, detect_hardware, preset_hardware
-from serving.launcher.models import GiB, model_families
 from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
+from serving.launcher.plan.model_spec import GiB, model_families
 
 
 def register_cli(subparsers: Any) -> None:
@@ -73,7 +73,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = build_plan(_hardware(args), _engine(args), smoke_model_dir=args.smoke_model_dir)
     except PlanRefused as refused:
         if args.json:
-            body = {"refused": refused.message, "largest_context": refused.largest_context}
+            body = {
+                "refused": refused.message,
+                "largest_context": refused.largest_context,
+                "cards_for_full_context": refused.cards_for_full_context,
+            }
             print(json.dumps(body, indent=2))
         else:
             print(f"REFUSED: {refused.message}")
@@ -134,6 +138,11 @@ def render_plan(plan: EnginePlan) -> str:
         f"  --max-num-seqs {plan.max_num_seqs}, "
         f"--max-num-batched-tokens {plan.max_num_batched_tokens}"
     )
+    lines.extend(_topology_lines(plan))
+    lines.append(
+        f"Sidecar workers: {plan.sidecar_workers} (SERVING_WORKERS; expected engine output "
+        f"~{plan.expected_output_tokens_per_s:,.0f} tok/s)"
+    )
     lines.append("")
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append("")
@@ -144,3 +153,19 @@ def render_plan(plan: EnginePlan) -> str:
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in plan.env.items())
     lines.append(f"  {env + ' ' if env else ''}{shlex.join(plan.argv)}")
     return "\n".join(lines)
+
+
+def _topology_lines(plan: EnginePlan) -> list[str]:
+    if len(plan.topology) < 2:
+        return []
+    lines = ["", "Topology (most whole full-length sequences first, then output tok/s):"]
+    for o in plan.topology:
+        mark = "*" if o.chosen else " "
+        what = (
+            f"{o.full_length_sequences:3d} x {plan.max_model_len:,}-token sequences, "
+            f"KV {o.kv_cache_bytes / GiB:6.2f} GiB/GPU, "
+            f"~{o.expected_output_tokens_per_s:,.0f} tok/s"
+            if o.fits else f"does not fit (KV {o.kv_cache_bytes / GiB:.2f} GiB/GPU)"
+        )
+        lines.append(f" {mark} {o.label:<12}{what}")
+    return lines

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from serving.config import EngineSettings
-from serving.launcher import vllm_flags as flags
 from serving.launcher.hardware import Gpu, Hardware
-from serving.launcher.models import GiB
-from serving.launcher.plan import PlanRefused, build_plan
+from serving.launcher.plan import PlanRefused, build_plan, flags
+from serving.launcher.plan.types import GiB
 
 
 def _gib(value: int) -> str:

@@ -124,7 +124,9 @@ async def serve(
 ) -> int:
     chat = _supervisor(settings, plan.argv, plan.env, settings.sidecar.upstream_url, "vllm")
     engines = {"chat": chat}
-    sidecar = settings.sidecar
+    # The sidecar expects exactly the names the plan told vLLM to serve (/ready, model routes).
+    sidecar = settings.sidecar.model_copy(
+        update={"served_model_names": plan.served_model_names})
     if embedding is not None:
         engines["embedding"] = _supervisor(
             settings, embedding.argv, embedding.env, embedding.url, "vllm-embedding")

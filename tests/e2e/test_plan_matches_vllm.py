@@ -14,17 +14,15 @@ import re
 import pytest
 
 from serving.config import EngineSettings
-from serving.launcher import vllm_flags
 from serving.launcher.hardware import Hardware
-from serving.launcher.models import (
-    DTYPE_BYTES,
-    GiB,
+from serving.launcher.plan import build_plan
+from serving.launcher.plan import flags as vllm_flags
+from serving.launcher.plan.kv_cache import (
     kv_blocks_per_request,
     kv_cache_bytes_per_token,
     kv_capacity,
-    local_spec,
 )
-from serving.launcher.plan import build_plan
+from serving.launcher.plan.model_spec import DTYPE_BYTES, GiB, local_spec
 
 CAPACITY = re.compile(
     r"(?:CPU|GPU)(?: \+ host)? KV cache size: ([\d,]+) tokens, "

@@ -72,3 +72,49 @@ def test_overlay_runs_the_planned_engine(rendered: dict[str, Objects], overlay: 
     limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == gpus
     assert not any(key.startswith("#") for key in config)
+
+
+def _env_values(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+async def test_sidecar_from_the_overlay_plan_turns_ready(
+    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's sidecar reads the overlay's plan.env; against an engine that serves exactly
+    the plan's names, /ready is 200 (it was 503 forever for gpt-oss-120b: issue 13)."""
+    import httpx
+
+    from serving.config import SidecarSettings
+    from serving.sidecar.app import create_app
+    from serving.sidecar.keys import create_key
+
+    render = _render_plan()
+    spec = next(o for o in render.GPU_OVERLAYS if o.directory == overlay)
+    plan = render.plan_json(spec)
+    env = _env_values(render.env_file(spec, plan))
+    for key in [k for k in list(__import__("os").environ) if k.startswith("SERVING_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    served = list(plan["served_model_names"])
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            data = [{"id": name, "root": plan["model"], "max_model_len": plan["max_model_len"]}
+                    for name in served]
+            return httpx.Response(200, json={"object": "list", "data": data})
+        return httpx.Response(200, text="")
+
+    keys = tmp_path / "keys.json"
+    create_key(keys, user="admin", permissions=["all"])
+    settings = SidecarSettings(keys_file=keys, aliases_file=tmp_path / "aliases.json")
+    assert int(env["SERVING_WORKERS"]) == plan["sidecar_workers"] >= 1
+    app = create_app(settings, transport=httpx.MockTransport(engine))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
+            ready = await client.get("/ready")
+    assert ready.status_code == 200, ready.text

@@ -1,9 +1,4 @@
-"""The vLLM plan: a pure function from (hardware, engine settings) to a frozen plan.
-
-``build_plan`` picks the profile: vLLM's CPU build with the smoke checkpoint when there is no
-GPU (or ``SERVING_ENGINE=cpu``), else the CUDA profile (``gpu_plan``), which fits gpt-oss on
-the GPUs or raises ``PlanRefused`` with what would fit. Neither starts anything.
-"""
+"""The CPU profile: vLLM's CPU build serving the smoke checkpoint (or a local checkpoint)."""
 
 from __future__ import annotations
 
@@ -11,56 +6,21 @@ import sys
 from pathlib import Path
 
 from serving.config import SERVED_MODEL_NAMES, EngineSettings
-from serving.launcher import vllm_flags as flags
-from serving.launcher.engine_plan import (
-    Concurrency,
-    EnginePlan,
-    MemoryRow,
-    PlanRefused,
-    concurrency_for,
-    model_args,
-    serve_flags,
-)
-from serving.launcher.gpu_plan import cuda_plan
 from serving.launcher.hardware import Hardware
-from serving.launcher.models import (
-    DTYPE_BYTES,
-    GiB,
-    ModelSpec,
+from serving.launcher.plan import flags
+from serving.launcher.plan.kv_cache import (
+    BlockLayout,
+    concurrency_for,
     kv_cache_bytes_per_token,
     kv_capacity,
-    local_spec,
-    model_spec,
 )
-
-__all__ = [
-    "Concurrency",
-    "EnginePlan",
-    "MemoryRow",
-    "PlanRefused",
-    "build_plan",
-    "kv_cache_bytes_per_token",
-]
+from serving.launcher.plan.model_spec import DTYPE_BYTES, GiB, ModelSpec, local_spec, model_spec
+from serving.launcher.plan.types import EnginePlan, MemoryRow, PlanRefused
 
 CPU_MAX_MODEL_LEN = 8192
 CPU_KVCACHE_GIB = 2
 CPU_MAX_NUM_SEQS = 64
 CPU_MAX_NUM_BATCHED_TOKENS = 2048
-
-
-def build_plan(
-    hardware: Hardware, engine: EngineSettings, *, smoke_model_dir: Path | None
-) -> EnginePlan:
-    """The plan for this hardware; raises PlanRefused when it cannot hold the request."""
-    if engine.engine == "cpu" or not hardware.gpus:
-        if engine.engine == "cuda":
-            raise PlanRefused(
-                "SERVING_ENGINE=cuda but no NVIDIA GPU was found"
-                + (f" ({hardware.nvml_error})" if hardware.nvml_error else "")
-                + "; run `python -m serving doctor`, or SERVING_ENGINE=auto for the CPU profile."
-            )
-        return _cpu_plan(hardware, engine, smoke_model_dir)
-    return cuda_plan(hardware, engine, smoke_model_dir)
 
 
 def _cpu_model(engine: EngineSettings, smoke_model_dir: Path | None) -> tuple[ModelSpec, str]:
@@ -78,7 +38,7 @@ def _cpu_model(engine: EngineSettings, smoke_model_dir: Path | None) -> tuple[Mo
     return local_spec(smoke_model_dir, name="smoke"), str(smoke_model_dir)
 
 
-def _cpu_plan(
+def cpu_plan(
     hardware: Hardware, engine: EngineSettings, smoke_model_dir: Path | None
 ) -> EnginePlan:
     spec, model = _cpu_model(engine, smoke_model_dir)
@@ -90,15 +50,14 @@ def _cpu_plan(
     mns = engine.max_num_seqs or CPU_MAX_NUM_SEQS
     kv_bytes = CPU_KVCACHE_GIB * GiB
     dtype_bytes = DTYPE_BYTES[dtype]
-    block = flags.CPU_BLOCK_SIZE
-    in_flight = flags.CPU_BATCHES_IN_FLIGHT * mnbt
+    blocks = BlockLayout(flags.CPU_BLOCK_SIZE, flags.CPU_BATCHES_IN_FLIGHT * mnbt, dtype_bytes)
     cap = kv_capacity(
         spec,
         kv_bytes,
         max_model_len=max_len,
         dtype_bytes=dtype_bytes,
-        block_size=block,
-        in_flight_tokens=in_flight,
+        block_size=blocks.block_size,
+        in_flight_tokens=blocks.in_flight_tokens,
     )
     weights = (
         spec.weight_bytes() if spec.quantization == "mxfp4" else spec.param_count * dtype_bytes
@@ -116,8 +75,8 @@ def _cpu_plan(
         sys.executable,
         "-m",
         flags.API_SERVER_MODULE,
-        *model_args(engine, spec, model, smoke_model_dir),
-        *serve_flags(engine, SERVED_MODEL_NAMES),
+        *flags.model_args(engine, spec, model, smoke_model_dir),
+        *flags.serve_flags(engine, SERVED_MODEL_NAMES),
         "--max-model-len",
         str(max_len),
         "--dtype",
@@ -146,9 +105,10 @@ def _cpu_plan(
         model_family=spec.name,
         memory=rows,
         memory_budget_bytes=sum(r.bytes for r in rows),
-        concurrency=concurrency_for(spec, cap, max_len, block, in_flight, 1),
+        concurrency=concurrency_for(spec, cap, max_len, blocks, 1),
         kv_bytes_per_token=kv_cache_bytes_per_token(spec, dtype_bytes),
         max_num_seqs=mns,
         max_num_batched_tokens=mnbt,
         notes=notes,
+        sidecar_workers=1,  # the CPU engine's token rate is far below one worker's
     )

@@ -1,13 +1,8 @@
-"""Model specs as data, and what a model costs in memory.
+"""Model specs as data: every architecture number of a gpt-oss checkpoint, and its names.
 
 Every architecture number comes from a ``config.json``: the published gpt-oss-20b and
 gpt-oss-120b configs shipped in ``serving/model_configs/`` (see the README there for their
-source), or the smoke checkpoint's own config. The KV-cache arithmetic mirrors vLLM 0.32's
-hybrid KV cache manager (``vllm/v1/core/kv_cache_utils.py``): full-attention and
-sliding-window layers form separate groups that draw blocks from one shared pool; a request
-of length L holds ``cdiv(L, block)`` blocks in the full group and at most
-``cdiv(min(window - 1 + in_flight_tokens, L), block) + 1`` blocks in the sliding group
-(``SlidingWindowSpec.max_admission_blocks_per_request``).
+source), or the smoke checkpoint's own config. What the KV cache costs is in ``kv_cache``.
 """
 
 from __future__ import annotations
@@ -24,13 +19,11 @@ from typing import Any, Literal
 from serving.config import SERVED_MODEL_NAMES
 
 GiB = 1024**3
-MODEL_CONFIGS_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "model_configs"
 
 # MXFP4: 4-bit values plus one 8-bit (E8M0) scale per 32 values = 17/32 byte per weight.
+# How the MoE kernels lay these out on the GPU (padding) is in ``mxfp4_layout``.
 MXFP4_BYTES_PER_PARAM = 17 / 32
-# Kernel layouts (Marlin repacking, triton_kernels swizzle/padding of the 2880-wide expert
-# matrices) take somewhat more than the checkpoint; an allowance on the expert bytes.
-MXFP4_LAYOUT_ALLOWANCE = 0.05
 
 DTYPE_BYTES = MappingProxyType({"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1})
 
@@ -107,88 +100,16 @@ class ModelSpec:
 
     def weight_bytes(self) -> int:
         """Bytes of weights as loaded (the checkpoint's size, give or take headers)."""
-        dense = self.dense_params * DTYPE_BYTES[self.weight_dtype]
+        return self.dense_bytes() + self.expert_bytes()
+
+    def dense_bytes(self) -> int:
+        return self.dense_params * DTYPE_BYTES[self.weight_dtype]
+
+    def expert_bytes(self) -> int:
+        """The experts as stored in the checkpoint (MXFP4 or the model dtype)."""
         if self.quantization == "mxfp4":
-            return dense + math.ceil(self.expert_params * MXFP4_BYTES_PER_PARAM)
-        return dense + self.expert_params * DTYPE_BYTES[self.weight_dtype]
-
-    def layout_allowance_bytes(self) -> int:
-        if self.quantization != "mxfp4":
-            return 0
-        return math.ceil(self.expert_params * MXFP4_BYTES_PER_PARAM * MXFP4_LAYOUT_ALLOWANCE)
-
-
-def kv_cache_bytes_per_token(spec: ModelSpec, dtype_bytes: int, *, tensor_parallel: int = 1) -> int:
-    """KV bytes one more token of context costs on one GPU: the full-attention layers only.
-
-    ``full_layers x 2 (K and V) x kv_heads x head_dim x dtype_bytes``; gpt-oss-20b in bf16:
-    12 x 2 x 8 x 64 x 2 = 24576 bytes (24 KiB) per token, 3 GiB for 131072 tokens.
-    Sliding-window layers cost a bounded amount per sequence (see ``kv_blocks_per_request``).
-    """
-    kv_heads = max(1, spec.num_kv_heads // tensor_parallel)
-    return spec.full_attention_layers * 2 * kv_heads * spec.head_dim * dtype_bytes
-
-
-def _layer_token_bytes(spec: ModelSpec, dtype_bytes: int, tensor_parallel: int) -> int:
-    return 2 * max(1, spec.num_kv_heads // tensor_parallel) * spec.head_dim * dtype_bytes
-
-
-def kv_block_bytes(
-    spec: ModelSpec, dtype_bytes: int, block_size: int, tensor_parallel: int = 1
-) -> int:
-    """Bytes of one block of vLLM's shared pool: one page for every layer of the largest group."""
-    group_layers = max(spec.full_attention_layers, spec.sliding_attention_layers)
-    return group_layers * block_size * _layer_token_bytes(spec, dtype_bytes, tensor_parallel)
-
-
-def kv_blocks_per_request(
-    spec: ModelSpec, tokens: int, *, block_size: int, in_flight_tokens: int
-) -> int:
-    """Pool blocks one request of ``tokens`` tokens reserves (vLLM's admission bound)."""
-    full = math.ceil(tokens / block_size) if spec.full_attention_layers else 0
-    sliding = 0
-    if spec.sliding_attention_layers:
-        held = min(spec.sliding_window - 1 + in_flight_tokens, tokens)
-        sliding = math.ceil(held / block_size) + 1  # +1: the window may straddle a block
-    return full + sliding
-
-
-def kv_blocks_decoding(spec: ModelSpec, tokens: int, *, block_size: int) -> int:
-    """Blocks a request holds while decoding (out-of-window sliding blocks already freed)."""
-    full = math.ceil(tokens / block_size) if spec.full_attention_layers else 0
-    sliding = 0
-    if spec.sliding_attention_layers:
-        sliding = math.ceil(min(spec.sliding_window, tokens) / block_size) + 1
-    return full + sliding
-
-
-@dataclass(frozen=True)
-class KvCapacity:
-    """What vLLM will report at start-up for a pool of ``kv_bytes``."""
-
-    num_blocks: int
-    max_concurrency: float  # "Maximum concurrency for <max_model_len> tokens per request"
-    kv_cache_tokens: int  # "KV cache size: <n> tokens" (= int(max_concurrency * max_model_len))
-
-
-def kv_capacity(
-    spec: ModelSpec,
-    kv_bytes: int,
-    *,
-    max_model_len: int,
-    dtype_bytes: int,
-    block_size: int,
-    in_flight_tokens: int,
-    tensor_parallel: int = 1,
-) -> KvCapacity:
-    """Mirror of vLLM 0.32 ``get_kv_cache_config_from_groups`` + ``get_kv_cache_capacity``."""
-    per_block = kv_block_bytes(spec, dtype_bytes, block_size, tensor_parallel)
-    num_blocks = max(0, kv_bytes) // per_block
-    per_request = kv_blocks_per_request(
-        spec, max_model_len, block_size=block_size, in_flight_tokens=in_flight_tokens
-    )
-    concurrency = num_blocks / per_request
-    return KvCapacity(num_blocks, concurrency, int(concurrency * max_model_len))
+            return math.ceil(self.expert_params * MXFP4_BYTES_PER_PARAM)
+        return self.expert_params * DTYPE_BYTES[self.weight_dtype]
 
 
 def _quant_method(config: Mapping[str, Any]) -> str | None:

@@ -1,27 +1,18 @@
-"""The plan's types and the argv pieces every profile shares.
+"""The plan's types: what ``build_plan`` returns and what it refuses with.
 
-``EnginePlan`` is what ``serving.launcher.plan.build_plan`` returns: the exact vLLM command,
-its environment, and the memory table / concurrency figures that justify the numbers in it.
+``EnginePlan`` holds the exact vLLM command, its environment, the names it serves, and the
+memory table / concurrency / topology figures that justify the numbers in it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from serving.config import EngineSettings
-from serving.launcher import vllm_flags as flags
 from serving.launcher.hardware import Gpu
-from serving.launcher.models import (
-    GiB,
-    KvCapacity,
-    ModelSpec,
-    kv_blocks_decoding,
-    kv_blocks_per_request,
-)
 
+GiB = 1024**3
 FULL_CONTEXT = 131072
 SHORT_CONTEXT = 4096
 
@@ -35,11 +26,13 @@ class PlanRefused(Exception):
         *,
         largest_context: int | None = None,
         largest_concurrency: float | None = None,
+        cards_for_full_context: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.largest_context = largest_context
         self.largest_concurrency = largest_concurrency
+        self.cards_for_full_context = cards_for_full_context
 
 
 @dataclass(frozen=True)
@@ -63,13 +56,41 @@ class Concurrency:
 
 
 @dataclass(frozen=True)
+class TopologyOption:
+    """One way to use the cards: tensor parallel x data parallel, and what it gives."""
+
+    tensor_parallel: int
+    data_parallel: int
+    fits: bool
+    full_length_sequences: int  # whole max_model_len sequences at once, all engines
+    kv_cache_bytes: int  # per GPU
+    expected_output_tokens_per_s: float  # all engines, at the planned batch (rough)
+    chosen: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"tp {self.tensor_parallel} x dp {self.data_parallel}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tensor_parallel_size": self.tensor_parallel,
+            "data_parallel_size": self.data_parallel,
+            "fits": self.fits,
+            "full_length_sequences": self.full_length_sequences,
+            "kv_cache_gib": round(self.kv_cache_bytes / GiB, 2),
+            "expected_output_tokens_per_s": round(self.expected_output_tokens_per_s),
+            "chosen": self.chosen,
+        }
+
+
+@dataclass(frozen=True)
 class EnginePlan:
     profile: Literal["cpu", "cuda"]
     argv: tuple[str, ...]
     env: Mapping[str, str]
     max_model_len: int
     quantization: str
-    served_model_names: tuple[str, ...]
+    served_model_names: tuple[str, ...]  # what vLLM serves; the sidecar must expect the same
     model: str
     model_family: str
     memory: tuple[MemoryRow, ...]
@@ -84,6 +105,22 @@ class EnginePlan:
     max_num_seqs: int = 0
     max_num_batched_tokens: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    topology: tuple[TopologyOption, ...] = ()
+    sidecar_workers: int = 1
+    expected_output_tokens_per_s: float = 0.0
+
+    def row_bytes(self, item: str) -> int:
+        return sum(r.bytes for r in self.memory if r.item == item)
+
+    @property
+    def predicted_weights_bytes(self) -> int:
+        """What vLLM should log as "Model loading took X GiB" (per GPU)."""
+        return self.row_bytes("weights") + self.row_bytes("MXFP4 kernel layout")
+
+    @property
+    def predicted_kv_cache_bytes(self) -> int:
+        """What vLLM should log as "Available KV cache memory: Y GiB" (per GPU)."""
+        return self.row_bytes("KV cache")
 
     def to_json(self) -> dict[str, Any]:
         """Stable machine-readable form (``serving plan --json``; k8s overlays read it)."""
@@ -96,7 +133,6 @@ class EnginePlan:
                 "compute_capability": list(self.gpu.compute_capability),
                 "generation": self.gpu.generation,
             }
-        c = self.concurrency
         return {
             "profile": self.profile,
             "model": self.model,
@@ -111,88 +147,37 @@ class EnginePlan:
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "kv_bytes_per_token": self.kv_bytes_per_token,
+            "predicted": {
+                "weights_gib": round(self.predicted_weights_bytes / GiB, 2),
+                "kv_cache_gib": round(self.predicted_kv_cache_bytes / GiB, 2),
+            },
             "memory": {
                 "budget_bytes": self.memory_budget_bytes,
                 "rows": [{"item": r.item, "bytes": r.bytes, "note": r.note} for r in self.memory],
             },
-            "concurrency": {
-                "max_model_len": c.max_model_len,
-                "at_max_model_len": round(c.at_max_model_len, 2),
-                "kv_cache_tokens": c.kv_cache_tokens,
-                "full_context_tokens": FULL_CONTEXT,
-                "full_context_sequences": c.full_context_sequences,
-                "short_context_tokens": SHORT_CONTEXT,
-                "short_sequences": c.short_sequences,
-                "short_sequences_decoding": c.short_sequences_decoding,
-                "data_parallel_size": c.data_parallel,
-            },
+            "concurrency": _concurrency_json(self.concurrency),
+            "topology": [option.to_json() for option in self.topology],
+            "sidecar_workers": self.sidecar_workers,
+            "expected_output_tokens_per_s": round(self.expected_output_tokens_per_s),
             "argv": list(self.argv),
             "env": dict(self.env),
             "notes": list(self.notes),
         }
 
 
+def _concurrency_json(c: Concurrency) -> dict[str, Any]:
+    return {
+        "max_model_len": c.max_model_len,
+        "at_max_model_len": round(c.at_max_model_len, 2),
+        "kv_cache_tokens": c.kv_cache_tokens,
+        "full_context_tokens": FULL_CONTEXT,
+        "full_context_sequences": c.full_context_sequences,
+        "short_context_tokens": SHORT_CONTEXT,
+        "short_sequences": c.short_sequences,
+        "short_sequences_decoding": c.short_sequences_decoding,
+        "data_parallel_size": c.data_parallel,
+    }
+
+
 def fmt_gib(value: int) -> str:
     return f"{value / GiB:.2f} GiB"
-
-
-def serve_flags(engine: EngineSettings, names: tuple[str, ...]) -> list[str]:
-    return [
-        "--host",
-        engine.vllm_host,
-        "--port",
-        str(engine.vllm_port),
-        "--served-model-name",
-        *names,
-        *flags.ACCESS_LOG_FLAGS,
-    ]
-
-
-def model_args(
-    engine: EngineSettings, spec: ModelSpec, model: str, smoke_model_dir: Path | None
-) -> list[str]:
-    if not engine.synthetic_weights:
-        return ["--model", model]
-    if smoke_model_dir is None:
-        raise PlanRefused(
-            "--synthetic-weights needs a tokenizer and no hub is used: build the smoke "
-            "checkpoint first (python -m serving.smoke); it carries the real gpt-oss tokenizer."
-        )
-    return [
-        "--model",
-        str(spec.config_dir),
-        *flags.SYNTHETIC_WEIGHTS_FLAGS,
-        "--tokenizer",
-        str(smoke_model_dir),
-    ]
-
-
-def short_counts(
-    spec: ModelSpec, num_blocks: int, block: int, in_flight: int
-) -> tuple[float, float]:
-    admission = kv_blocks_per_request(
-        spec, SHORT_CONTEXT, block_size=block, in_flight_tokens=in_flight
-    )
-    decoding = kv_blocks_decoding(spec, SHORT_CONTEXT, block_size=block)
-    return round(num_blocks / admission, 1), round(num_blocks / decoding, 1)
-
-
-def concurrency_for(
-    spec: ModelSpec, cap: KvCapacity, max_len: int, block: int, in_flight: int, dp: int
-) -> Concurrency:
-    full = None
-    if max_len >= FULL_CONTEXT:
-        per = kv_blocks_per_request(
-            spec, FULL_CONTEXT, block_size=block, in_flight_tokens=in_flight
-        )
-        full = round(cap.num_blocks / per, 2)
-    short, short_decoding = short_counts(spec, cap.num_blocks, block, in_flight)
-    return Concurrency(
-        max_model_len=max_len,
-        at_max_model_len=cap.max_concurrency,
-        kv_cache_tokens=cap.kv_cache_tokens,
-        full_context_sequences=full,
-        short_sequences=short,
-        short_sequences_decoding=short_decoding,
-        data_parallel=dp,
-    )

