@@ -75,8 +75,7 @@ def rule_service_exposes_only_sidecar(objects: Objects) -> list[str]:
     if np and (allowed != {SIDECAR_PORT, METRICS_PORT} or any("ports" not in r for r in ingress)):
         out.append(f"NetworkPolicy/{np['metadata']['name']} admits ports {allowed or 'all'}")
     for rule in ingress:
-        ports = {p["port"] for p in rule.get("ports", [])}
-        if METRICS_PORT in ports and not _only_named_namespaces(rule.get("from", [])):
+        if METRICS_PORT in {p["port"] for p in rule.get("ports", [])} and not _only_named_namespaces(rule.get("from", [])):
             out.append(f"metrics port {METRICS_PORT} admitted beyond the monitoring namespace")
     if VLLM_PORT in _all_ints(objects, "port", "containerPort", "targetPort"):
         out.append("vLLM's port 8001 appears in a Service, container port or policy")
