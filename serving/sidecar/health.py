@@ -18,6 +18,8 @@ from serving.sidecar.upstream import EngineMetricsCache
 
 log = logging.getLogger(__name__)
 READY_PROBE_TIMEOUT_S = 2.0
+# Liveness asks vLLM's /health: a wedged engine misses it, a busy one still answers in time.
+LIVE_PROBE_TIMEOUT_S = 10.0
 
 
 def build_router() -> APIRouter:
@@ -26,6 +28,14 @@ def build_router() -> APIRouter:
     @router.get("/health", summary="Liveness: the sidecar process answers")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @router.get("/live", summary="Liveness: the sidecar answers and a running engine is not wedged",
+                responses={503: {"description": "Wedged: restart the container"}})
+    async def live(request: Request) -> JSONResponse:
+        reason = await liveness(request)
+        if reason is None:
+            return JSONResponse({"status": "alive"})
+        return JSONResponse({"status": "wedged", "reason": reason}, status_code=503)
 
     @router.get("/ready", summary="Readiness: vLLM answers and serves the model",
                 responses={503: {"description": "Not ready: the body says why (Retry-After)"}})
@@ -80,6 +90,23 @@ async def readiness(request: Request) -> tuple[str | None, dict[str, Any]]:
     if embedding is not None:
         detail["embedding_engine"] = embedding.describe()
     return None, detail
+
+
+async def liveness(request: Request) -> str | None:
+    """None while alive. Only an engine the launcher reports running is asked: starting,
+    restarting and stopping are the launcher's to handle (and a crash ends in its exit)."""
+    engine: EngineStatus | None = request.app.state.engine
+    if engine is None or engine.phase != "running":
+        return None
+    try:
+        response = await get_upstream(request).get("/health", timeout=LIVE_PROBE_TIMEOUT_S)
+    except httpx.TimeoutException:
+        return f"engine did not answer /health within {LIVE_PROBE_TIMEOUT_S:.0f}s"
+    except httpx.HTTPError as exc:
+        return f"engine unreachable ({type(exc).__name__})"
+    if response.status_code != 200:
+        return f"engine /health answered {response.status_code}"
+    return None
 
 
 async def all_metrics_text(app: FastAPI) -> bytes:

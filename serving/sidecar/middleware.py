@@ -24,7 +24,7 @@ access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # Probes and scrapes are not work: counting them would make an idle sidecar report one
 # request in flight (the scrape reading the gauge) and let probes push backpressure.
-_NOT_WORK = frozenset({"/health", "/ready", "/metrics"})
+_NOT_WORK = frozenset({"/health", "/live", "/ready", "/metrics"})
 
 
 def error_body_for_path(path: str, err: ServingError) -> dict[str, Any]:

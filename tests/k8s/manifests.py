@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
 GPU_OVERLAYS = ("rtx3090", "h100", "h100x2-gpt-oss-120b")
 OVERLAYS = (*GPU_OVERLAYS, "cpu-smoke")
-OPTIONAL_COMPONENTS = ("monitoring", "autoscaling", "loadtest")
+OPTIONAL_COMPONENTS = ("monitoring", "autoscaling", "redis", "loadtest")
 
 Objects = list[dict[str, Any]]
 

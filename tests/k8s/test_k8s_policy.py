@@ -18,6 +18,7 @@ import pytest
 from tests.k8s.manifests import GPU_OVERLAYS, OVERLAYS, Objects, only
 
 SIDECAR_PORT = 8000
+METRICS_PORT = 8090
 VLLM_PORT = 8001
 WRITABLE_PATHS = {"/tmp", "/dev/shm", "/var/lib/serving", "/home/serving"}
 Rule = Callable[[Objects], list[str]]
@@ -42,9 +43,23 @@ def server_container(objects: Objects) -> dict[str, Any]:
     return containers_[0]
 
 
+def server_services(objects: Objects) -> list[dict[str, Any]]:
+    """Services that route to the server pods (other components bring their own)."""
+    return [o for o in objects if o["kind"] == "Service"
+            and o["spec"].get("selector", {}).get("app.kubernetes.io/component") == "server"]
+
+
+def server_network_policy(objects: Objects) -> dict[str, Any] | None:
+    found = [o for o in objects if o["kind"] == "NetworkPolicy"
+             and o["spec"]["podSelector"].get("matchLabels", {})
+             .get("app.kubernetes.io/component") == "server"]
+    assert len(found) <= 1, "one NetworkPolicy for the server pods"
+    return found[0] if found else None
+
+
 def rule_service_exposes_only_sidecar(objects: Objects) -> list[str]:
     out = []
-    for svc in (o for o in objects if o["kind"] == "Service"):
+    for svc in server_services(objects):
         ports = [(p["port"], p.get("targetPort")) for p in svc["spec"]["ports"]]
         if ports != [(SIDECAR_PORT, "http")]:
             out.append(f"Service/{svc['metadata']['name']} exposes {ports}, want only 8000->http")
@@ -52,16 +67,28 @@ def rule_service_exposes_only_sidecar(objects: Objects) -> list[str]:
             out.append(f"Service/{svc['metadata']['name']} is {svc['spec']['type']}")
     server = server_container(objects)
     named = {p["name"]: p["containerPort"] for p in server.get("ports", [])}
-    if named != {"http": SIDECAR_PORT}:
-        out.append(f"server container ports {named}, want only http: 8000")
-    for np in (o for o in objects if o["kind"] == "NetworkPolicy"):
-        ingress = np["spec"].get("ingress", [])
-        allowed = {p["port"] for rule in ingress for p in rule.get("ports", [])}
-        if allowed != {SIDECAR_PORT} or any("ports" not in r for r in ingress):
-            out.append(f"NetworkPolicy/{np['metadata']['name']} admits ports {allowed or 'all'}")
+    if named != {"http": SIDECAR_PORT, "metrics": METRICS_PORT}:
+        out.append(f"server container ports {named}, want http: 8000 and metrics: 8090")
+    np = server_network_policy(objects)
+    ingress = np["spec"].get("ingress", []) if np else []
+    allowed = {p["port"] for rule in ingress for p in rule.get("ports", [])}
+    if np and (allowed != {SIDECAR_PORT, METRICS_PORT} or any("ports" not in r for r in ingress)):
+        out.append(f"NetworkPolicy/{np['metadata']['name']} admits ports {allowed or 'all'}")
+    for rule in ingress:
+        if METRICS_PORT in {p["port"] for p in rule.get("ports", [])} and not _only_named_namespaces(rule.get("from", [])):
+            out.append(f"metrics port {METRICS_PORT} admitted beyond the monitoring namespace")
     if VLLM_PORT in _all_ints(objects, "port", "containerPort", "targetPort"):
         out.append("vLLM's port 8001 appears in a Service, container port or policy")
     return out
+
+
+def _only_named_namespaces(peers: list[dict[str, Any]]) -> bool:
+    """Every peer is a namespace picked by name (no ipBlock, no empty selector)."""
+    return bool(peers) and all(
+        set(peer) == {"namespaceSelector"}
+        and "kubernetes.io/metadata.name" in peer["namespaceSelector"].get("matchLabels", {})
+        for peer in peers
+    )
 
 
 def _all_ints(node: Any, *keys: str) -> set[int]:
@@ -79,7 +106,7 @@ def _all_ints(node: Any, *keys: str) -> set[int]:
 
 def rule_probes(objects: Objects) -> list[str]:
     server = server_container(objects)
-    want = {"startupProbe": "/ready", "readinessProbe": "/ready", "livenessProbe": "/health"}
+    want = {"startupProbe": "/ready", "readinessProbe": "/ready", "livenessProbe": "/live"}
     out = []
     for probe, path in want.items():
         got = server.get(probe, {}).get("httpGet", {})
@@ -261,6 +288,16 @@ def _expose_vllm(o: Objects) -> None:
     only(o, "Service")["spec"]["ports"].append({"name": "vllm", "port": 8001, "targetPort": 8001})
 
 
+def _expose_metrics(o: Objects) -> None:
+    only(o, "Service")["spec"]["ports"].append(
+        {"name": "metrics", "port": 8090, "targetPort": "metrics"})
+
+
+def _metrics_from_everywhere(o: Objects) -> None:
+    rules = only(o, "NetworkPolicy")["spec"]["ingress"]
+    next(r for r in rules if r["ports"][0]["port"] == 8090)["from"] = [{"namespaceSelector": {}}]
+
+
 def _drop_liveness(o: Objects) -> None:
     del _server(o)["livenessProbe"]
 
@@ -286,13 +323,10 @@ def _plaintext_key(o: Objects) -> None:
 
 
 def _active_key(o: Objects) -> None:
-    import base64
-
-    secret = only(o, "Secret", "gpt-oss-serving-keys")
-    data = json.loads(_b64(secret["data"]["keys.json"]))
-    for record in data["keys"].values():
-        record["revoked"] = False
-    secret["data"]["keys.json"] = base64.b64encode(json.dumps(data).encode()).decode()
+    record = {"key_id": "key_x", "user": "x", "permissions": ["chat"], "revoked": False}
+    keys = {"version": 1, "keys": {"sha256:" + "0" * 64: record}}
+    o.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "committed-keys"},
+              "stringData": {"keys.json": json.dumps(keys)}})
 
 
 def _disk_shm(o: Objects) -> None:
@@ -309,7 +343,8 @@ def _open_policy(o: Objects) -> None:
 
 
 @pytest.mark.parametrize(("rule", "breakage"), [
-    ("service", _expose_vllm), ("service", _open_policy), ("probes", _drop_liveness),
+    ("service", _expose_vllm), ("service", _open_policy), ("service", _expose_metrics),
+    ("service", _metrics_from_everywhere), ("probes", _drop_liveness),
     ("probes", _readiness_on_health), ("probes", _short_startup), ("security", _root),
     ("security", _writable_root), ("keys", _plaintext_key), ("keys", _active_key),
     ("writable", _disk_shm), ("images", _latest),

@@ -74,12 +74,14 @@ def test_every_rendering_validates(rendered: dict[str, Objects]) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_the_whole_deployment(rendered: dict[str, Objects], overlay: str) -> None:
     kinds = sorted(o["kind"] for o in rendered[overlay])
+    # No Secret: the key Secret is the operator's (test_k8s_deploy.py).
     assert kinds == sorted([
         "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim",
-        "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
+        "PodDisruptionBudget", "Service", "ServiceAccount",
     ])
     everything = sorted(o["kind"] for o in rendered[f"{overlay}+all"])
-    assert everything == sorted([*kinds, "Job", "PodMonitor", "ScaledObject"])
+    redis = ["Deployment", "Service", "NetworkPolicy"]
+    assert everything == sorted([*kinds, "Job", "PodMonitor", "ScaledObject", *redis])
 
 
 def test_strict_schema_rejects_an_unknown_field(rendered: dict[str, Objects], find: Any) -> None:
@@ -127,7 +129,6 @@ images:
     newTag: 0.1.0
 secretGenerator:
   - name: gpt-oss-serving-keys
-    behavior: replace
     files:
       - keys.json
     options:
@@ -136,7 +137,8 @@ secretGenerator:
 
 
 def test_documented_user_overlay_replaces_image_and_keys(tmp_path: Path) -> None:
-    """docs/deploy.md's own-overlay recipe: your registry, your hashed key file."""
+    """docs/deploy.md's own-overlay recipe: your registry, your hashed key file (the overlays
+    render no key Secret, so yours is created, not replaced)."""
     key, _ = create_key(tmp_path / "keys.json", user="alice", permissions=["chat"],
                         limits=KeyLimits())
     overlay = os.path.relpath(K8S_DIR / "overlays" / "rtx3090", tmp_path)

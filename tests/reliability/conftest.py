@@ -19,7 +19,7 @@ from tests.reliability.fakes import FakeVLLM
 
 # Routes that answer without a key, by design (probes, docs, Ollama server detection).
 UNAUTHENTICATED = {
-    ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/docs"),
+    ("GET", "/health"), ("GET", "/live"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/docs"),
     ("GET", "/openapi.json"), ("GET", "/"), ("HEAD", "/"), ("GET", "/api/version"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
