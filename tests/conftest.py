@@ -39,6 +39,7 @@ def free_port() -> int:
 class Stack:
     sidecar_url: str
     vllm_url: str
+    metrics_url: str
     admin_key: str
     chat_key: str
     keys_file: Path
@@ -73,12 +74,13 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("stack-state")
-    sidecar_port, vllm_port = free_port(), free_port()
+    sidecar_port, vllm_port, metrics_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "SERVING_STATE_DIR": str(state_dir),
         "SERVING_PORT": str(sidecar_port),
         "SERVING_VLLM_PORT": str(vllm_port),
+        "SERVING_METRICS_PORT": str(metrics_port),
         "SERVING_ENGINE": "cpu",
         "SERVING_MAX_RESTARTS": "2",
     }
@@ -99,6 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(
             sidecar_url=url,
             vllm_url=f"http://127.0.0.1:{vllm_port}",
+            metrics_url=f"http://127.0.0.1:{metrics_port}",
             admin_key=(state_dir / "admin.key").read_text().strip(),
             chat_key=chat_key,
             keys_file=keys_file,

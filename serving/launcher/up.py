@@ -21,13 +21,16 @@ from typing import Any
 import uvicorn
 
 from serving.config import EngineSettings, PathSettings, SidecarSettings
+from serving.launcher import workers as workers_mod
 from serving.launcher.embedding_plan import EmbeddingPlan, build_embedding_plan
 from serving.launcher.hardware import detect_hardware
 from serving.launcher.plan import EnginePlan, build_plan
 from serving.launcher.process import EngineFailed, EngineSupervisor
 from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineState
+from serving.sidecar.health import all_metrics_text
 from serving.sidecar.keys import KeyLimits, create_key, read_key_file
+from serving.sidecar.worker import CHAT_STATE_FILE, EMBEDDING_STATE_FILE
 
 log = logging.getLogger(__name__)
 FIRST_KEY_FILENAME = "admin.key"
@@ -131,23 +134,16 @@ async def serve(
         engines["embedding"] = _supervisor(
             settings, embedding.argv, embedding.env, embedding.url, "vllm-embedding")
         sidecar = sidecar.model_copy(update={"embedding_upstream_url": embedding.url})
-    app = create_app(sidecar, engine=chat.state,
-                     embedding_engine=engines["embedding"].state if embedding else None)
-    server = _Server(uvicorn.Config(
-        app,
-        host=sidecar.host,
-        port=sidecar.port,
-        log_config=None,
-        access_log=False,  # the sidecar writes its own one-line access log
-        timeout_graceful_shutdown=int(sidecar.shutdown_grace_s),
-    ))
+    frontend = _frontend(settings, sidecar, engines, plan)
+    metrics = workers_mod.metrics_server(sidecar, frontend.metrics)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
 
     engine_tasks = [asyncio.create_task(e.run(), name=n) for n, e in engines.items()]
-    server_task = asyncio.create_task(server.serve(), name="sidecar")
+    server_task = asyncio.create_task(frontend.run(), name="sidecar")
+    metrics_task = asyncio.create_task(metrics.serve() if metrics else asyncio.Event().wait())
     announce = asyncio.create_task(_announce_when_ready(engines.values(), settings, plan))
     stop_task = asyncio.create_task(stop_requested.wait())
     done, _ = await asyncio.wait(
@@ -155,15 +151,80 @@ async def serve(
     )
     exit_code = _exit_code(done, engine_tasks, server_task)
     log.info("shutting down: readiness off, %ss for in-flight requests", sidecar.shutdown_grace_s)
-    app.state.draining = True
-    server.should_exit = True
+    await frontend.drain()
     with contextlib.suppress(Exception):
         await server_task
     await asyncio.gather(*(e.stop() for e in engines.values()))
+    if metrics is not None:
+        metrics.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(metrics_task, 5.0)
+    await frontend.aclose()
     for task in (*engine_tasks, announce, stop_task):
         task.cancel()
     log.info("stopped (exit code %d)", exit_code)
     return exit_code
+
+
+class _InProcessSidecar:
+    """One worker: the sidecar runs in the launcher and reads the engines' state directly."""
+
+    def __init__(self, sidecar: SidecarSettings, engines: Mapping[str, EngineSupervisor]) -> None:
+        embedding = engines.get("embedding")
+        self.app = create_app(sidecar, engine=engines["chat"].state,
+                              embedding_engine=embedding.state if embedding else None)
+        self.server = _Server(uvicorn.Config(
+            self.app, host=sidecar.host, port=sidecar.port, log_config=None,
+            access_log=False,  # the sidecar writes its own one-line access log
+            timeout_graceful_shutdown=int(sidecar.shutdown_grace_s)))
+
+    async def run(self) -> None:
+        await self.server.serve()
+
+    async def metrics(self) -> bytes:
+        return await all_metrics_text(self.app)
+
+    async def drain(self) -> None:
+        """Readiness off and no new connections; uvicorn then waits for in-flight requests."""
+        self.app.state.draining = True
+        self.server.should_exit = True
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _WorkerSidecars:
+    """N worker processes on one port; the engines' state reaches them through mirror files."""
+
+    def __init__(self, sidecar: SidecarSettings, engines: Mapping[str, EngineSupervisor],
+                 count: int, shared: Path) -> None:
+        workers_mod.prepare_shared_state(shared)
+        for name, engine in engines.items():
+            engine.state.mirror = shared / (EMBEDDING_STATE_FILE if name == "embedding"
+                                            else CHAT_STATE_FILE)
+            engine.state.write_mirror(engine.state.mirror)
+        self.grace_s = sidecar.shutdown_grace_s
+        self.pool = workers_mod.WorkerPool(sidecar, count)
+        self.metrics, self.aclose = workers_mod.pool_metrics_source(sidecar)
+
+    async def run(self) -> None:
+        await self.pool.run()
+
+    async def drain(self) -> None:
+        await self.pool.drain(self.grace_s)
+
+
+def _frontend(
+    settings: LaunchSettings, sidecar: SidecarSettings,
+    engines: Mapping[str, EngineSupervisor], plan: EnginePlan,
+) -> _InProcessSidecar | _WorkerSidecars:
+    count = sidecar.workers or plan.sidecar_workers
+    if count == 1:
+        return _InProcessSidecar(sidecar, engines)
+    shared = (settings.paths.state_dir / "run").resolve()
+    log.info("starting %d sidecar workers on port %d", count, sidecar.port)
+    return _WorkerSidecars(
+        sidecar.model_copy(update={"shared_state_dir": shared}), engines, count, shared)
 
 
 def _exit_code(

@@ -45,10 +45,10 @@ class SidecarMetrics:
         )
 
 
-def sidecar_metrics_text(own: CollectorRegistry, multiprocess_dir: Path | None) -> bytes:
+def sidecar_metrics_text(own: CollectorRegistry | None, multiprocess_dir: Path | None) -> bytes:
     """This sidecar's metrics: its own registry, or every worker's files when there are several."""
     if multiprocess_dir is None:
-        return generate_latest(own)
+        return generate_latest(own) if own is not None else b""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(multiprocess_dir))
     return generate_latest(registry)

@@ -155,7 +155,17 @@ def test_client_disconnect_aborts_the_request_in_vllm(stack):
 def test_sidecar_metrics_count_requests_and_tokens(stack, client):
     client.chat.completions.create(model="gpt-oss-20b", max_tokens=50,
                                    messages=[{"role": "user", "content": "Hi"}])
-    text = httpx.get(f"{stack.sidecar_url}/metrics", timeout=5).text
+    assert httpx.get(f"{stack.sidecar_url}/metrics", timeout=5).status_code == 401
+    chat_only = {"Authorization": f"Bearer {stack.chat_key}"}
+    assert httpx.get(f"{stack.sidecar_url}/metrics", headers=chat_only, timeout=5).status_code == 403
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    public = httpx.get(f"{stack.sidecar_url}/metrics", headers=admin, timeout=5).text
+    private = httpx.get(f"{stack.metrics_url}/metrics", timeout=5).text  # the metrics port: no key
+    for text in (public, private):
+        _assert_counts(text)
+
+
+def _assert_counts(text: str) -> None:
     assert re.search(r'sidecar_requests_total\{method="POST",route="/v1/chat/completions",'
                      r'status="200",user="admin"\} [1-9]', text)
     assert 'sidecar_tokens_total{kind="completion",route="/v1/chat/completions",user="admin"}' in text

@@ -81,7 +81,7 @@ async def test_100_mid_stream_disconnects_leave_vllm_idle(stack) -> None:
     assert generated_at_leave > generated_before  # the counter is read (and they generated)
     assert generated_after < 0.05 * left_to_generate
     async with httpx.AsyncClient(timeout=10) as probe:
-        sidecar = (await probe.get(f"{stack.sidecar_url}/metrics")).text
+        sidecar = (await probe.get(f"{stack.sidecar_url}/metrics", headers=headers)).text
     assert metric_sum(sidecar, "sidecar_requests_in_flight") == 0
 
 

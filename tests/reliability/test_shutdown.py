@@ -30,18 +30,21 @@ CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}],
 
 
 class Launcher:
-    def __init__(self, tmp: Path, grace: float, chunks: int, delay_ms: float) -> None:
-        self.state_dir = tmp / "state"
+    def __init__(self, tmp: Path, grace: float, chunks: int, delay_ms: float,
+                 workers: int = 1) -> None:
+        self.state_dir = tmp / f"state-{free_port()}"
         self.key, _ = create_key(self.state_dir / "keys.json", user="shutdown", permissions=["all"])
-        self.port, self.engine_port = free_port(), free_port()
+        self.port, self.engine_port, self.metrics_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.log = tmp / "launcher.out"
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.reliability.fake_launcher", "--state-dir",
                  str(self.state_dir), "--port", str(self.port), "--engine-port",
                  str(self.engine_port), "--grace", str(grace), "--chunks", str(chunks),
-                 "--chunk-delay-ms", str(delay_ms)],
+                 "--chunk-delay-ms", str(delay_ms), "--workers", str(workers),
+                 "--metrics-port", str(self.metrics_port)],
                 cwd=REPO, env=dict(os.environ), stdout=sink, stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/ready", self.process, self.log)
         self.engine_pid = int(httpx.get(f"{self.url}/ready").json()["engine"]["pid"])
@@ -58,8 +61,8 @@ class Launcher:
 def launcher_factory(tmp_path: Path) -> Iterator[object]:
     started: list[Launcher] = []
 
-    def make(grace: float, chunks: int, delay_ms: float) -> Launcher:
-        launcher = Launcher(tmp_path, grace, chunks, delay_ms)
+    def make(grace: float, chunks: int, delay_ms: float, workers: int = 1) -> Launcher:
+        launcher = Launcher(tmp_path, grace, chunks, delay_ms, workers)
         started.append(launcher)
         return launcher
 
@@ -99,10 +102,11 @@ def _stream_through_sigterm(launcher: Launcher) -> tuple[list[str], float, float
     return lines, stream_end, time.perf_counter() - sent_at, newcomer
 
 
-def test_sigterm_lets_an_in_flight_stream_finish_then_exits_0(launcher_factory) -> None:
-    launcher = launcher_factory(grace=10, chunks=40, delay_ms=50)  # a 2 s stream
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_an_in_flight_stream_finish_then_exits_0(launcher_factory, workers) -> None:
+    launcher = launcher_factory(grace=10, chunks=40, delay_ms=50, workers=workers)  # a 2 s stream
     lines, stream_end, exited, newcomer = _stream_through_sigterm(launcher)
-    print(f"\nFIGURE graceful shutdown: in-flight 2 s stream completed {stream_end:.2f} s after "
+    print(f"\nFIGURE graceful shutdown ({workers} workers): in-flight 2 s stream completed {stream_end:.2f} s after "
           f"SIGTERM, exit 0 after {exited:.2f} s; a new client meanwhile got {newcomer}")
     assert lines[-1] == "data: [DONE]"
     assert not any("error" in line for line in lines)

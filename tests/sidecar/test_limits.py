@@ -79,7 +79,7 @@ async def test_429_in_both_protocol_shapes_with_headers(make_sidecar):
         openai_429 = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth(key))
         ollama_429 = await sc.client.post("/api/chat", json={**CHAT, "model": "gpt-oss:20b"},
                                           headers=sc.auth(key))
-        metrics = (await sc.client.get("/metrics")).text
+        metrics = (await sc.client.get("/metrics", headers=sc.auth())).text
     assert openai_429.status_code == 429 and int(openai_429.headers["retry-after"]) >= 1
     assert openai_429.json()["error"]["code"] == "rate_limit_exceeded"
     assert "2 requests per minute" in openai_429.json()["error"]["message"]

@@ -95,7 +95,7 @@ async def test_streaming_relays_events_adds_alias_and_strips_injected_usage(make
     async with make_sidecar(handler) as sc:
         response = await sc.client.post(
             "/v1/chat/completions", json={**CHAT, "stream": True}, headers=sc.auth())
-        metrics = (await sc.client.get("/metrics")).text
+        metrics = (await sc.client.get("/metrics", headers=sc.auth())).text
     forwarded = json.loads(sc.seen[0].content)
     assert forwarded["stream_options"] == {"include_usage": True}
     events = [e for e in response.content.split(b"\n\n") if e]
