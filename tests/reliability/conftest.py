@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ from serving.config import SidecarSettings
 from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key, revoke_key
 from tests.reliability.fakes import FakeVLLM
+from tests.reliability.procs import Launcher
 
 # Routes that answer without a key, by design (probes, docs, Ollama server detection).
 UNAUTHENTICATED = {
-    ("GET", "/health"), ("GET", "/live"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/docs"),
+    ("GET", "/health"), ("GET", "/live"), ("GET", "/ready"), ("GET", "/docs"),
     ("GET", "/openapi.json"), ("GET", "/"), ("HEAD", "/"), ("GET", "/api/version"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
@@ -85,3 +86,17 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[InProcess]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
             yield InProcess(app, client, fake, keys)
+
+
+@pytest.fixture
+def launcher_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[Launcher] = []
+
+    def make(grace: float, chunks: int, delay_ms: float, workers: int = 1) -> Launcher:
+        launcher = Launcher(tmp_path, grace, chunks, delay_ms, workers)
+        started.append(launcher)
+        return launcher
+
+    yield make
+    for launcher in started:
+        launcher.kill()

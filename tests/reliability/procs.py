@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import psutil
 
 from serving.sidecar.keys import create_key
 from tests.conftest import REPO, free_port
@@ -110,3 +111,31 @@ class SidecarProcess(_Process):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class Launcher:
+    def __init__(self, tmp: Path, grace: float, chunks: int, delay_ms: float,
+                 workers: int = 1) -> None:
+        self.state_dir = tmp / f"state-{free_port()}"
+        self.key, _ = create_key(self.state_dir / "keys.json", user="shutdown", permissions=["all"])
+        self.port, self.engine_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.log = tmp / "launcher.out"
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.reliability.fake_launcher", "--state-dir",
+                 str(self.state_dir), "--port", str(self.port), "--engine-port",
+                 str(self.engine_port), "--grace", str(grace), "--chunks", str(chunks),
+                 "--chunk-delay-ms", str(delay_ms), "--workers", str(workers),
+                 "--metrics-port", str(self.metrics_port)],
+                cwd=REPO, env=dict(os.environ), stdout=sink, stderr=subprocess.STDOUT)
+        wait_http(f"{self.url}/ready", self.process, self.log)
+        self.engine_pid = int(httpx.get(f"{self.url}/ready").json()["engine"]["pid"])
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if psutil.pid_exists(self.engine_pid):
+            os.kill(self.engine_pid, signal.SIGKILL)

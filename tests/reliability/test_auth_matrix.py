@@ -35,6 +35,7 @@ PERMISSION: dict[tuple[str, str], str] = {
     ("POST", "/api/pull"): "admin",
     ("POST", "/api/push"): "admin",
     ("POST", "/api/create"): "admin",
+    ("GET", "/metrics"): "metrics",  # user names and engine internals: never public
 }
 BODY: dict[str, object] = {
     "model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}], "prompt": "hi",

@@ -14,7 +14,7 @@ import psutil
 
 from serving.sidecar.keys import KeyLimits, create_key, revoke_key
 from tests.prometheus_text import metric_sum
-from tests.reliability.test_shutdown import Launcher, launcher_factory  # noqa: F401 (fixture)
+from tests.reliability.procs import Launcher
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
 WORKERS = 2

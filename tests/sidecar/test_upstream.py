@@ -1,0 +1,65 @@
+"""The sidecar's one vLLM client over real loopback sockets: aiohttp underneath, httpx's
+exceptions on top, mapped to the statuses clients see (503 engine down, 504 silent engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import pytest
+
+from serving.errors import UpstreamTimeout, UpstreamUnavailable, from_upstream_exception
+from serving.sidecar.upstream import engine_client, open_upstream
+from tests.conftest import free_port
+
+
+@contextlib.asynccontextmanager
+async def _server(handler):  # type: ignore[no-untyped-def]
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def test_a_stopped_engine_is_503():
+    async with engine_client(f"http://127.0.0.1:{free_port()}", connect_timeout_s=5,
+                             read_timeout_s=5) as client:
+        with pytest.raises(UpstreamUnavailable):
+            await open_upstream(client, "GET", "/v1/models")
+
+
+async def test_a_silent_engine_is_504():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+        writer.close()
+
+    async with _server(silent) as url, engine_client(url, connect_timeout_s=5,
+                                                     read_timeout_s=0.3) as client:
+        with pytest.raises(UpstreamTimeout):
+            await open_upstream(client, "GET", "/v1/models")
+
+
+async def test_a_stream_cut_by_the_engine_is_a_mapped_error_and_bytes_arrive_as_sent():
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n")
+        for event in (b"data: 1\n\n", b"data: 2\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.close()  # the engine dies mid-stream: no terminating chunk
+
+    async with _server(cut) as url, engine_client(url, connect_timeout_s=5,
+                                                  read_timeout_s=5) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        reads = []
+        with pytest.raises(httpx.HTTPError) as failure:
+            async for read in response.aiter_raw():
+                reads.append(read)
+        await response.aclose()
+    assert b"".join(reads) == b"data: 1\n\ndata: 2\n\n"
+    assert isinstance(from_upstream_exception(failure.value), UpstreamUnavailable)
