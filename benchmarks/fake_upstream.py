@@ -43,6 +43,7 @@ class _Counters:
     generation_tokens: int = 0
     prompt_tokens: int = 0
     requests: int = 0
+    streamed_events: int = 0  # SSE events actually written (a slow proxy slows this down)
     ids: itertools.count[int] = field(default_factory=itertools.count)
 
 
@@ -125,6 +126,7 @@ def create_fake_upstream(cfg: FakeConfig) -> ASGIApp:
         label = f'{{model_name="{MODEL_NAMES[0]}"}}'
         lines = [
             f"vllm:generation_tokens_total{label} {counters.generation_tokens}.0",
+            f"fake:streamed_events_total {counters.streamed_events}.0",
             f"vllm:prompt_tokens_total{label} {counters.prompt_tokens}.0",
             f"vllm:request_success_total{label} {counters.requests}.0",
         ]
@@ -160,6 +162,7 @@ def create_fake_upstream(cfg: FakeConfig) -> ASGIApp:
             if cfg.chunk_delay_s and 1 < index <= n:
                 await asyncio.sleep(cfg.chunk_delay_s)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            counters.streamed_events += 1
         await send({"type": "http.response.body", "body": b""})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

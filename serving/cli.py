@@ -57,7 +57,15 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
 
     paths = PathSettings()
     configure_logging(paths.log_dir / "sidecar.log")
-    settings = _sidecar_settings(paths, port=args.port)
+    settings = _sidecar_settings(paths, port=args.port, workers=args.workers)
+    if (settings.workers or 1) > 1:
+        import asyncio
+
+        from serving.launcher.workers import serve_standalone
+
+        shared = (paths.state_dir / "run").resolve()
+        return asyncio.run(serve_standalone(
+            settings.model_copy(update={"shared_state_dir": shared}), settings.workers or 1))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_config=None, access_log=False)
     return 0
@@ -116,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     side = sub.add_parser("sidecar", help="run only the sidecar (vLLM started elsewhere)")
     side.add_argument("--port", type=int)
+    side.add_argument("--workers", type=int,
+                      help="sidecar processes on the port (default 1, SERVING_WORKERS)")
     side.set_defaults(func=cmd_sidecar)
 
     keys = sub.add_parser("keys", help="manage API keys (hashed in the key file)")

@@ -159,3 +159,27 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+async def serve_standalone(settings: SidecarSettings, count: int) -> int:
+    """`serving sidecar` with N workers (vLLM started elsewhere): the pool and the metrics
+    port until SIGTERM/SIGINT, then a drain."""
+    assert settings.shared_state_dir is not None
+    prepare_shared_state(settings.shared_state_dir)
+    pool = WorkerPool(settings, count)
+    source, close_source = pool_metrics_source(settings)
+    metrics = metrics_server(settings, source)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(pool.run())]
+    if metrics is not None:
+        tasks.append(asyncio.create_task(metrics.serve()))
+    await stop.wait()
+    await pool.drain(settings.shutdown_grace_s)
+    if metrics is not None:
+        metrics.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await close_source()
+    return 0

@@ -46,10 +46,11 @@ def main() -> int:
         return 2
     index = sys.argv[1] if len(sys.argv) > 1 else "0"
     configure_logging(PathSettings().log_dir / f"sidecar-worker-{index}.log")
-    embedding = (EngineStateView(shared / EMBEDDING_STATE_FILE)
-                 if settings.embedding_upstream_url else None)
-    app = create_app(settings, engine=EngineStateView(shared / CHAT_STATE_FILE),
-                     embedding_engine=embedding)
+    # The launcher writes the mirrors before it starts workers; a standalone sidecar
+    # (`serving sidecar`, vLLM started elsewhere) has none, and no engine state to report.
+    chat, embedding = (shared / name for name in (CHAT_STATE_FILE, EMBEDDING_STATE_FILE))
+    app = create_app(settings, engine=EngineStateView(chat) if chat.exists() else None,
+                     embedding_engine=EngineStateView(embedding) if embedding.exists() else None)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:
