@@ -62,3 +62,26 @@ else
 		--throughput-users $(THROUGHPUT_USERS) --workload $(WORKLOAD) --results-dir $(RESULTS_DIR) \
 		$(OVERHEAD_ARGS)
 endif
+
+# Relay cost per token (benchmarks/relay.py): paced fake vLLM, wrk, the sidecar with 1 and
+# RELAY_WORKERS workers, nginx as the C reference; interleaved rounds; results + table.
+RELAY_CONCURRENCY ?= 64,256
+RELAY_ROUNDS ?= 3
+RELAY_SECONDS ?= 20
+RELAY_WORKERS ?= 2
+RELAY_ARGS ?=
+
+.PHONY: bench-relay gpu-check bench-tools
+
+bench-tools: ## wrk and nginx (Debian) for bench-relay
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; \
+	  else echo "bench-relay needs wrk (and nginx for the reference): apt-get install wrk nginx"; exit 2; fi; }
+
+bench-relay: $(VENV_STAMP) bench-tools ## relay CPU µs per token and delivered tok/s: sidecar x1/xN vs direct and nginx
+	$(PY) -m benchmarks.relay --concurrency $(RELAY_CONCURRENCY) --rounds $(RELAY_ROUNDS) \
+		--duration-s $(RELAY_SECONDS) --workers $(RELAY_WORKERS) --results-dir $(RESULTS_DIR) $(RELAY_ARGS)
+
+gpu-check: $(VENV_STAMP) ## on a lent GPU (no internet): plan vs vLLM memory, short sweep, overhead (< 8 min)
+	$(PY) -m benchmarks.gpu_check --budget-s 470 --results-dir $(RESULTS_DIR)
