@@ -143,7 +143,7 @@ async def serve(
 
     engine_tasks = [asyncio.create_task(e.run(), name=n) for n, e in engines.items()]
     server_task = asyncio.create_task(frontend.run(), name="sidecar")
-    metrics_task = asyncio.create_task(metrics.serve() if metrics else asyncio.Event().wait())
+    metrics_task = asyncio.create_task(workers_mod.serve_metrics(metrics))
     announce = asyncio.create_task(_announce_when_ready(engines.values(), settings, plan))
     stop_task = asyncio.create_task(stop_requested.wait())
     done, _ = await asyncio.wait(

@@ -153,6 +153,19 @@ def metrics_server(settings: SidecarSettings, source: MetricsSource) -> uvicorn.
     return server
 
 
+async def serve_metrics(server: uvicorn.Server | None) -> None:
+    """Serve the metrics port; a port that cannot be bound is logged, never fatal (the public
+    /metrics with a `metrics` key still works). uvicorn exits with SystemExit on bind errors."""
+    if server is None:
+        return
+    try:
+        await server.serve()
+    except (SystemExit, OSError):
+        log.warning("metrics port %s:%s could not be served (in use?); scrape /metrics on the "
+                    "public port with a `metrics` key instead (SERVING_METRICS_PORT changes it)",
+                    server.config.host, server.config.port)
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the launcher owns shutdown order."""
 
@@ -173,9 +186,7 @@ async def serve_standalone(settings: SidecarSettings, count: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(pool.run())]
-    if metrics is not None:
-        tasks.append(asyncio.create_task(metrics.serve()))
+    tasks = [asyncio.create_task(pool.run()), asyncio.create_task(serve_metrics(metrics))]
     await stop.wait()
     await pool.drain(settings.shutdown_grace_s)
     if metrics is not None:
