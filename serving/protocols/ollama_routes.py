@@ -74,9 +74,7 @@ def created_at() -> str:
     return f"{_second_prefix(ns // 1_000_000_000)}.{ns % 1_000_000_000:09d}Z"
 
 
-def _encode(objects: list[dict[str, Any]]) -> bytes:
-    # One whole JSON object per line, UTF-8: a character is never split across chunks.
-    return b"".join(json.dumps(o, ensure_ascii=False).encode() + b"\n" for o in objects)
+
 
 
 def upstream_error(status: int, raw: bytes) -> ServingError:
@@ -135,12 +133,13 @@ async def _ndjson(
     try:
         async for lines in _chunks(upstream, state):
             if lines:
-                yield _encode(lines)
-        yield _encode(st.final_lines(state, now_ns=time.perf_counter_ns(), created_at=created_at()))
+                yield st.encode_ndjson(lines)
+        yield st.encode_ndjson(
+            st.final_lines(state, now_ns=time.perf_counter_ns(), created_at=created_at()))
     except httpx.HTTPError as exc:
-        yield _encode([{"error": from_upstream_exception(exc).message}])
+        yield st.encode_ndjson([{"error": from_upstream_exception(exc).message}])
     except ServingError as err:
-        yield _encode([{"error": err.message}])
+        yield st.encode_ndjson([{"error": err.message}])
     finally:
         await close_quietly(upstream)
         _account(request, state)
