@@ -125,7 +125,7 @@ async def _upstream_drained(upstream: FakeUpstream, within_s: float = 20.0) -> b
 
 @pytest.mark.parametrize(("path", "body", "first_text"), [
     ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 8}, '"content":"t2 "'),
-    ("/api/chat", {**OLLAMA_CHAT, "options": {"num_predict": 8}}, '"content": "t2 "'),
+    ("/api/chat", {**OLLAMA_CHAT, "options": {"num_predict": 8}}, '"content":"t2 "'),
 ])
 async def test_stream_is_relayed_as_produced_not_buffered(pair, path, body, first_text) -> None:
     """The fake sends 3 chunks, then holds every stream until released. A relay that buffers
