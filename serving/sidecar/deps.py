@@ -88,16 +88,11 @@ def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
 
 
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency factory for work: the caller's key must carry `permission` (or `all`),
-    the sidecar must not be overloaded, and the key's limits must admit the request."""
+    """Dependency factory for work: key and permission (as above), then the sidecar must not
+    be overloaded and the key's limits must admit the request."""
+    authorized = Depends(require_permission(permission))
 
-    async def dependency(
-        request: Request,
-        _bearer_doc: HTTPAuthorizationCredentials | None = _bearer_dep,
-        _header_doc: str | None = _x_api_key_dep,
-    ) -> Principal:
-        principal = authenticate(request)
-        _check_permission(principal, permission)
+    async def dependency(request: Request, principal: Principal = authorized) -> Principal:
         app_state = request.app.state
         app_state.load.check(app_state.settings)
         # Released (and its tokens charged) by the middleware when the response ends.
