@@ -19,6 +19,7 @@ from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
 from serving.protocols import embedding_routes, openai_routes
 from serving.sidecar import health
+from serving.sidecar.body_guard import BodyGuardMiddleware, BodyLimits
 from serving.sidecar.engine_state import EngineState
 from serving.sidecar.keys import KeyStore, read_key_file
 from serving.sidecar.limits import Limiter, MemoryBackend, RedisBackend
@@ -90,6 +91,7 @@ def create_app(
         app.include_router(ollama_routes.build_router())
 
     _install_error_handlers(app)
+    app.add_middleware(BodyGuardMiddleware, limits=BodyLimits.from_settings(settings))  # inner
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
