@@ -79,7 +79,8 @@ def create_app(
     app.state.keys = KeyStore(settings.keys_file)
     app.state.metrics = SidecarMetrics()
     app.state.load = LoadState()
-    backend = RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
+    backend = (RedisBackend(settings.redis_url, registry=app.state.metrics.registry)
+               if settings.redis_url else MemoryBackend())
     app.state.limiter = Limiter(backend)
 
     app.include_router(health.build_router())
