@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.reliability.conftest import InProcess, build_app, openapi_schema, operations
 from tests.reliability.fakes import FakeVLLM
 
-CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, Any] = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
 OLLAMA = {"model": "gpt-oss:20b", "prompt": "hi", "stream": False,
           "messages": [{"role": "user", "content": "hi"}]}
 DEEP = 50_000

@@ -15,7 +15,7 @@ from serving.sidecar.body_guard import BodyLimits, BodyRejected, check_body
 from tests.reliability.conftest import openapi_schema, operations
 
 SMALL = BodyLimits(max_depth=4, max_items=5, max_messages=3, max_string_bytes=24)
-CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, Any] = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def verdict(body: bytes, limits: BodyLimits) -> str:
@@ -127,7 +127,8 @@ def test_limits_at_their_edge() -> None:
 
 def test_large_bodies_use_the_scan_not_the_shortcut() -> None:
     """Past 64 KiB the byte counts are skipped; the verdicts stay the same."""
-    many = {"model": "m", "messages": [{"role": "user", "content": "x, [y] {z}" * 5}] * 2000}
+    many: dict[str, Any] = {"model": "m",
+                            "messages": [{"role": "user", "content": "x, [y] {z}" * 5}] * 2000}
     assert verdict(json.dumps(many).encode(), BodyLimits()) == "ok"
     many["messages"] = many["messages"] * 6
     assert verdict(json.dumps(many).encode(), BodyLimits()) == "too_many_messages"
