@@ -227,3 +227,46 @@ async def test_duplicate_keys_the_last_one_is_what_vllm_gets(make_sidecar):
             **sc.auth(), "content-type": "application/json"})
     assert response.status_code == 200
     assert json.loads(posted(sc)[-1].content)["model"] == "gpt-oss-20b"
+
+
+async def test_the_middleware_replays_the_body_then_passes_the_disconnect_through():
+    """The app sees the whole body once, then the client's own messages: a disconnect
+    still reaches the route (it aborts the upstream request)."""
+    from serving.sidecar.body_guard import BodyGuardMiddleware
+
+    incoming = [{"type": "http.request", "body": b'{"a": [1, ', "more_body": True},
+                {"type": "http.request", "body": b"2]}", "more_body": False},
+                {"type": "http.disconnect"}]
+    seen: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await receive())
+        seen.append(await receive())
+
+    async def send(message: Any) -> None:
+        raise AssertionError(f"nothing is sent for an accepted body: {message}")
+
+    guard = BodyGuardMiddleware(app, limits=BodyLimits())
+    await guard({"type": "http", "method": "POST", "path": "/api/chat", "state": {}},
+                receive, send)
+    assert seen == [{"type": "http.request", "body": b'{"a": [1, 2]}', "more_body": False},
+                    {"type": "http.disconnect"}]
+
+
+async def test_the_middleware_leaves_bodyless_requests_alone():
+    from serving.sidecar.body_guard import BodyGuardMiddleware
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("a GET is not read by the guard")
+
+    called = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["method"])
+
+    await BodyGuardMiddleware(app, limits=BodyLimits())(
+        {"type": "http", "method": "GET", "path": "/v1/models"}, receive, None)
+    assert called == ["GET"]
