@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import SidecarSettings
 from serving.errors import BadRequest, ServingError
+from serving.sidecar.middleware import send_error
 
 # Requests without a body by definition: passed through without buffering.
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -215,8 +216,6 @@ def _sorted_contains(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     return haystack[index] == needles
 
 
-
-
 class BodyGuardMiddleware:
     """Reads a request's body (already capped by SERVING_MAX_BODY_BYTES in the outer
     middleware), checks it, and replays it to the app in one piece; later receive() calls
@@ -231,24 +230,22 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
-        more = True
+        message: Message = {"more_body": True}
         try:
-            while more:
+            while message.get("more_body", False):
                 message = await receive()
                 if message["type"] != "http.request":  # the client left before sending it all
-                    await self.app(scope, _replay([message], receive), send)
-                    return
+                    break
                 chunks.append(message.get("body", b""))
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
-            check_body(body, self.limits)
+            else:
+                body = b"".join(chunks)
+                check_body(body, self.limits)
+                message = {"type": "http.request", "body": body, "more_body": False}
         except ServingError as err:  # over a bound, or over the body size (outer middleware)
-            from serving.sidecar.middleware import send_error
-
-            await send_error(send, scope["path"], err, scope.get("state", {}).get("request_id", ""))
+            request_id = scope.get("state", {}).get("request_id", "")
+            await send_error(send, scope["path"], err, request_id)
             return
-        whole: Message = {"type": "http.request", "body": body, "more_body": False}
-        await self.app(scope, _replay([whole], receive), send)
+        await self.app(scope, _replay([message], receive), send)
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

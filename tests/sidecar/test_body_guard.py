@@ -270,3 +270,22 @@ async def test_the_middleware_leaves_bodyless_requests_alone():
     await BodyGuardMiddleware(app, limits=BodyLimits())(
         {"type": "http", "method": "GET", "path": "/v1/models"}, receive, None)
     assert called == ["GET"]
+
+
+async def test_a_client_that_leaves_mid_body_reaches_the_app_as_a_disconnect():
+    from serving.sidecar.body_guard import BodyGuardMiddleware
+
+    incoming = [{"type": "http.request", "body": b'{"a": ', "more_body": True},
+                {"type": "http.disconnect"}]
+    seen: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await receive())
+
+    await BodyGuardMiddleware(app, limits=BodyLimits())(
+        {"type": "http", "method": "POST", "path": "/v1/chat/completions", "state": {}},
+        receive, None)
+    assert seen == [{"type": "http.disconnect"}]
