@@ -179,17 +179,19 @@ class RedisBackend:
         self._retry_at = self._clock() + self._retry_s  # one try per interval
         try:
             await self._redis.ping()
+            await self._pay_back()
         except _REDIS_ERRORS as exc:
             self._went_away(exc)
             return False
-        await self._pay_back()
         self._came_back()
         return True
 
     async def _pay_back(self) -> None:
-        owed, self._owed = self._owed, {}
-        for name, amount in owed.items():
+        """Give Redis the slots released while it was away; what fails stays owed."""
+        while self._owed:
+            name, amount = next(iter(self._owed.items()))
             await self._floored_decrement(keys=[name], args=[-amount])
+            del self._owed[name]
 
     def _went_away(self, exc: Exception) -> None:
         self._retry_at = self._clock() + self._retry_s
