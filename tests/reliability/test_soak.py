@@ -235,8 +235,8 @@ async def run_soak(stack: Stack, seconds: float, kill_engine: bool) -> dict[str,
             lambda: guarded(ollama(http, leaver, tally, route="chat", stream=True, leave=True)),
             lambda: guarded(openai_chat(http, revoked, tally, stream=False)),
         ]
-        for make in mix:  # warm-up: every kind once, then idle
-            await make()
+        for _ in range(2):  # warm-up at the soak's concurrency: every kind at once, twice
+            await asyncio.gather(*(make() for make in mix))
         await asyncio.sleep(3)
         before_tokens = await sidecar_tokens(http, admin)
         tally.tokens.clear()
