@@ -102,17 +102,25 @@ async def openai_chat(http: httpx.AsyncClient, who: Client, tally: Tally, *, str
             await _refused(tally, kind, path, response)
             return
         if not stream:
-            usage = json.loads(await response.aread())["usage"]
+            try:
+                usage = json.loads(await response.aread())["usage"]
+            except httpx.HTTPError as exc:
+                tally.record(kind, "FAILED", f"body cut: {type(exc).__name__}")
+                return
             tally.tokens[who.user] += usage["prompt_tokens"] + usage["completion_tokens"]
             tally.record(kind, "completed")
             return
         lines: list[str] = []
-        async for line in response.aiter_lines():
-            if line:
-                lines.append(line)
-            if leave and len(lines) == 3:
-                tally.record(kind, "left mid-stream")
-                return
+        try:
+            async for line in response.aiter_lines():
+                if line:
+                    lines.append(line)
+                if leave and len(lines) == 3:
+                    tally.record(kind, "left mid-stream")
+                    return
+        except httpx.HTTPError as exc:
+            tally.record(kind, "FAILED", f"stream cut ({type(exc).__name__}) after {lines[-2:]}")
+            return
     events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
     if not lines or lines[-1] != "data: [DONE]":
         tally.record(kind, "FAILED", f"stream ended without [DONE]: {lines[-2:]}")
@@ -139,12 +147,16 @@ async def ollama(http: httpx.AsyncClient, who: Client, tally: Tally, *, route: s
             await _refused(tally, kind, path, response)
             return
         lines: list[dict[str, Any]] = []
-        async for line in response.aiter_lines():
-            if line.strip():
-                lines.append(json.loads(line))
-            if leave and len(lines) == 3:
-                tally.record(kind, "left mid-stream")
-                return
+        try:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    lines.append(json.loads(line))
+                if leave and len(lines) == 3:
+                    tally.record(kind, "left mid-stream")
+                    return
+        except httpx.HTTPError as exc:
+            tally.record(kind, "FAILED", f"stream cut ({type(exc).__name__}) after {lines[-2:]}")
+            return
     last = lines[-1] if lines else {}
     if last.get("done") is True:
         tally.tokens[who.user] += last.get("prompt_eval_count", 0) + last.get("eval_count", 0)
@@ -217,24 +229,39 @@ async def run_soak(stack: Stack, seconds: float, kill_engine: bool) -> dict[str,
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
     async with httpx.AsyncClient(base_url=stack.sidecar_url, timeout=REQUEST_TIMEOUT_S,
                                  limits=limits) as http:
-        async def guarded(request: Any) -> None:
-            try:
-                await request
-            except (httpx.HTTPError, ValueError, KeyError, StopIteration) as exc:
-                tally.record("transport", "FAILED", f"{type(exc).__name__}: {exc}")
+        async def guarded(label: str, make: Any) -> None:
+            """A connection closed before any answer byte (a keep-alive connection the server
+            closed as it was reused) is retried once on a new one, as clients do; a failure
+            after the answer began is recorded where it happened (a cut stream fails)."""
+            for attempt in (1, 2):
+                try:
+                    await make()
+                    return
+                except httpx.TransportError as exc:
+                    if attempt == 2:
+                        tally.record(label, "FAILED", f"no answer twice: {type(exc).__name__}")
+                    else:
+                        tally.record(label, "retried: connection closed before the answer")
+                except (httpx.HTTPError, ValueError, KeyError, StopIteration) as exc:
+                    tally.record(label, "FAILED", f"{type(exc).__name__}: {exc}")
+                    return
 
         a, o, leaver, revoked = (users[n] for n in users)
-        mix = [
-            lambda: guarded(openai_chat(http, a, tally, stream=False)),
-            lambda: guarded(openai_chat(http, a, tally, stream=True)),
-            lambda: guarded(openai_chat(http, a, tally, stream=True)),
-            lambda: guarded(ollama(http, o, tally, route="chat", stream=True)),
-            lambda: guarded(ollama(http, o, tally, route="generate", stream=False)),
-            lambda: guarded(ollama(http, o, tally, route="chat", stream=False)),
-            lambda: guarded(openai_chat(http, leaver, tally, stream=True, leave=True)),
-            lambda: guarded(ollama(http, leaver, tally, route="chat", stream=True, leave=True)),
-            lambda: guarded(openai_chat(http, revoked, tally, stream=False)),
+        kinds = [
+            ("openai json", lambda: openai_chat(http, a, tally, stream=False)),
+            ("openai stream", lambda: openai_chat(http, a, tally, stream=True)),
+            ("openai stream", lambda: openai_chat(http, a, tally, stream=True)),
+            ("ollama chat stream", lambda: ollama(http, o, tally, route="chat", stream=True)),
+            ("ollama generate json",
+             lambda: ollama(http, o, tally, route="generate", stream=False)),
+            ("ollama chat json", lambda: ollama(http, o, tally, route="chat", stream=False)),
+            ("openai stream leave",
+             lambda: openai_chat(http, leaver, tally, stream=True, leave=True)),
+            ("ollama chat stream leave",
+             lambda: ollama(http, leaver, tally, route="chat", stream=True, leave=True)),
+            ("openai json (revoked key)", lambda: openai_chat(http, revoked, tally, stream=False)),
         ]
+        mix = [lambda label=label, make=make: guarded(label, make) for label, make in kinds]
         for _ in range(2):  # warm-up at the soak's concurrency: every kind at once, twice
             await asyncio.gather(*(make() for make in mix))
         await asyncio.sleep(3)
