@@ -57,8 +57,8 @@ def main() -> None:
     print(f"{'body':42s} {'bytes':>9s} {'guard µs':>10s} {'json.loads µs':>14s}")
     for name, body in bodies().items():
         runs = 200 if len(body) < MIB else 7
-        guard = _median_us(lambda: check_body(body, limits), runs)
-        parse = _median_us(lambda: json.loads(body), runs)
+        guard = _median_us(lambda body=body: check_body(body, limits), runs)
+        parse = _median_us(lambda body=body: json.loads(body), runs)
         print(f"{name:42s} {len(body):9d} {guard:10.0f} {parse:14.0f}")
 
 
