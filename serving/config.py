@@ -74,6 +74,26 @@ class SidecarSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
+    # Bounds on a body's shape, checked on its bytes before it is parsed (body_guard.py).
+    max_json_depth: int = Field(
+        default=64, ge=2, le=256,
+        description="Deepest JSON nesting accepted (400 beyond); far below the ~1000 levels "
+        "where Python's json parser runs out of stack.",
+    )
+    max_json_items: int = Field(
+        default=262_144, ge=16,
+        description="Most items in one JSON array or object (400 beyond): room for a "
+        "131072-token `prompt` or `context` of token ids twice over.",
+    )
+    max_messages: int = Field(
+        default=10_000, ge=1,
+        description="Most entries in a body's `messages` or `input` array (400 beyond).",
+    )
+    max_json_string_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024,
+        description="Longest JSON string accepted, in bytes as sent (400 beyond): a full "
+        "131072-token prompt with every character \\u-escaped is about 1.2 MB.",
+    )
     # vLLM is on loopback: while it is down, connect is refused at once (503 without waiting).
     # A connect that takes long means an overloaded host, where 5 s was seen to fail requests
     # the engine would have served (100 streams arriving at once on 2 busy cores).

@@ -19,6 +19,7 @@ from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
 from serving.protocols import embedding_routes, openai_routes
 from serving.sidecar import health
+from serving.sidecar.body_guard import BodyGuardMiddleware, BodyLimits
 from serving.sidecar.engine_state import EngineStatus
 from serving.sidecar.host_limits import HostBackend
 from serving.sidecar.keys import KeyStore, read_key_file
@@ -71,7 +72,7 @@ def create_app(
     app.state.keys = KeyStore(settings.keys_file)
     app.state.metrics = SidecarMetrics()
     app.state.load = LoadState()
-    backend = _limit_backend(settings)
+    backend = _limit_backend(settings, app.state.metrics)
     app.state.limiter = Limiter(backend)
 
     app.include_router(health.build_router())
@@ -83,6 +84,7 @@ def create_app(
         app.include_router(ollama_routes.build_router())
 
     _install_error_handlers(app)
+    app.add_middleware(BodyGuardMiddleware, limits=BodyLimits.from_settings(settings))  # inner
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
@@ -93,11 +95,11 @@ def create_app(
     return app
 
 
-def _limit_backend(settings: SidecarSettings) -> LimitBackend:
+def _limit_backend(settings: SidecarSettings, metrics: SidecarMetrics) -> LimitBackend:
     """Redis when configured (shared by replicas); else one SQLite file shared by this host's
     workers; else (one worker) counters in this process. Never limits multiplied by N."""
     if settings.redis_url:
-        return RedisBackend(settings.redis_url)
+        return RedisBackend(settings.redis_url, registry=metrics.registry)
     if settings.shared_state_dir is not None:
         return HostBackend(settings.shared_state_dir / "limits.sqlite")
     return MemoryBackend()

@@ -41,6 +41,8 @@ def build_router() -> APIRouter:
                 responses={503: {"description": "Not ready: the body says why (Retry-After)"}})
     async def ready(request: Request) -> JSONResponse:
         reason, detail = await readiness(request)
+        # Redis down is not "not ready": the limits fail open (docs/reliability.md).
+        detail["limits"] = await request.app.state.limiter.probe()
         if reason is None:
             return JSONResponse({"status": "ready", **detail})
         return JSONResponse(

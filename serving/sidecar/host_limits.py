@@ -57,5 +57,8 @@ class HostBackend:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    async def probe(self) -> dict[str, object]:
+        return {"backend": "host", "state": "shared_by_workers"}
+
     async def aclose(self) -> None:
         self._db.close()

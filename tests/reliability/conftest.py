@@ -29,6 +29,10 @@ UNAUTHENTICATED = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-examples", type=int, default=None,
                      help="examples per operation and generation mode in test_fuzz.py")
+    parser.addoption("--soak-seconds", type=float, default=40.0,
+                     help="load duration of test_soak.py (make soak: minutes)")
+    parser.addoption("--soak-kill-engine", action="store_true", default=False,
+                     help="test_soak.py SIGKILLs vLLM once mid-run (make soak)")
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from serving.sidecar.keys import KeyLimits, KeyRecord, create_key
 from serving.sidecar.limits import Limiter, MemoryBackend, RateLimited, RedisBackend
 from tests.conftest import free_port
+from tests.prometheus_text import metric_sum
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
 REPLY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
@@ -98,24 +100,51 @@ async def test_overloaded_engine_queue_gives_503(make_sidecar):
     assert response.json()["error"]["code"] == "overloaded"
 
 
+class RedisServer:
+    """A real redis-server on loopback that a test can stop and start again (same port)."""
+
+    def __init__(self, workdir: Path) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip("redis-server not installed (make test installs it with apt-get)")
+        self.binary, self.workdir, self.port = server, workdir, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while self.cli("ping") != "PONG":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              check=False, text=True)
+        return done.stdout.strip()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server not installed (make test installs it with apt-get)")
-    port = free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                         check=False).stdout.strip() != b"PONG":
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 async def test_limits_hold_across_replicas_sharing_redis(make_sidecar, tmp_path, redis_url):
@@ -141,3 +170,96 @@ async def test_redis_backend_counts_atomically(redis_url):
         assert await backend.get("gos:test:x") == 5
     finally:
         await backend.aclose()
+
+
+async def _wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
+    """Poll until `check` holds; the bound is far above the 2 s retry interval."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_redis_stopped_and_restarted_mid_run_never_gives_a_500(make_sidecar, redis_server):
+    """Fail-open: with Redis gone, limited keys are served and counted in the process (429
+    once the local count is spent), /ready stays 200 and says why, the gauge reads 0; when
+    Redis is back, counting is shared again."""
+    def vllm(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "gpt-oss-20b"}]})
+        return httpx.Response(200, json=REPLY)
+
+    async with make_sidecar(vllm, redis_url=redis_server.url) as sc:
+        key, record = create_key(sc.keys_file, user="limited", permissions=["chat"],
+                                 limits=KeyLimits(requests_per_minute=3, concurrent_requests=2,
+                                                  tokens_per_minute=10_000))
+
+        async def chat() -> httpx.Response:
+            return await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth(key))
+
+        async def ready() -> dict[str, object]:
+            response = await sc.client.get("/ready")
+            assert response.status_code == 200, response.text
+            limits: dict[str, object] = response.json()["limits"]
+            return limits
+
+        async def gauge() -> float:
+            return metric_sum((await sc.client.get("/metrics")).text, "sidecar_limits_shared")
+
+        assert (await chat()).status_code == 200
+        assert await ready() == {"backend": "redis", "state": "shared"}
+        assert await gauge() == 1
+
+        redis_server.stop()
+        away = [(await chat()).status_code for _ in range(4)]
+        state = await ready()
+        assert away == [200, 200, 200, 429]  # counted here from zero: 3 a minute
+        assert state["state"] == "in_process" and "ConnectionError" in str(state["reason"])
+        assert await gauge() == 0
+        ollama = await sc.client.post("/api/chat", json={**CHAT, "model": "gpt-oss:20b",
+                                                          "stream": False}, headers=sc.auth(key))
+        assert ollama.status_code == 429  # the same local count, in Ollama's shape
+        assert "3 requests per minute" in ollama.json()["error"]
+
+        redis_server.start()
+
+        async def shared_again() -> bool:
+            return (await ready())["state"] == "shared"
+
+        await _wait_for(shared_again, "limits never went back to Redis")
+        assert await gauge() == 1
+        window = int(time.time() // 60)
+        assert (await chat()).status_code == 200  # a fresh Redis: this replica's 1st of 3
+        assert redis_server.cli("get", f"gos:limit:req:{record.key_id}:{window}") in ("1", "2")
+        # every slot taken was given back, wherever it was counted
+        assert redis_server.cli("get", f"gos:limit:running:{record.key_id}") in ("0", "")
+
+
+async def test_a_slot_released_while_redis_is_away_is_given_back_when_it_returns(
+        redis_server):
+    """A concurrency slot taken in Redis and released during an outage is paid back later
+    (else the key would run one short until the counter expired, an hour on), and never
+    below zero."""
+    backend = RedisBackend(redis_server.url, retry_s=0.0)
+    limiter = Limiter(backend)
+    try:
+        lease = await limiter.admit(record(concurrent_requests=2))
+        assert redis_server.cli("get", "gos:limit:running:key_1") == "1"
+        redis_server.cli("client", "pause", "3000", "all")  # Redis stalls: calls time out
+        await limiter.release(lease)
+        assert backend.shared is False
+        await _wait_for(lambda: _shared(backend), "redis did not come back after the pause")
+        assert redis_server.cli("get", "gos:limit:running:key_1") == "0"
+        # Restarted empty (no persistence) while a release was owed: it stays at 0, not -1.
+        lease = await limiter.admit(record(concurrent_requests=2))
+        redis_server.stop()
+        await limiter.release(lease)
+        redis_server.start()
+        await _wait_for(lambda: _shared(backend), "redis did not come back after the restart")
+        assert redis_server.cli("get", "gos:limit:running:key_1") in ("", "0")
+    finally:
+        await backend.aclose()
+
+
+async def _shared(backend: RedisBackend) -> bool:
+    return (await backend.probe())["state"] == "shared"
