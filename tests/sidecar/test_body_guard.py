@@ -166,7 +166,7 @@ async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(make_
                 assert "SERVING_MAX_JSON_DEPTH" in error["message"]
             else:
                 assert "SERVING_MAX_JSON_DEPTH" in error
-        metrics = (await sc.client.get("/metrics")).text
+        metrics = (await sc.client.get("/metrics", headers=sc.auth())).text
     assert posted(sc) == []
     assert 'status="400"' in metrics
 

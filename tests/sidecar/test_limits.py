@@ -204,7 +204,8 @@ async def test_redis_stopped_and_restarted_mid_run_never_gives_a_500(make_sideca
             return limits
 
         async def gauge() -> float:
-            return metric_sum((await sc.client.get("/metrics")).text, "sidecar_limits_shared")
+            return metric_sum((await sc.client.get("/metrics", headers=sc.auth())).text,
+                              "sidecar_limits_shared")
 
         assert (await chat()).status_code == 200
         assert await ready() == {"backend": "redis", "state": "shared"}
