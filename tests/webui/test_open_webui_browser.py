@@ -14,7 +14,6 @@ Screenshots go to $WEBUI_SCREENSHOTS (`make webui-screenshots` puts them in docs
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -152,7 +151,7 @@ def page(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[syn
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 860},
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 640},
         )
         try:
             page = context.new_page()
@@ -190,9 +189,9 @@ def listed_models(page: sync_api.Page) -> dict[str, str]:
 def pick_model(page: sync_api.Page, model: str) -> None:
     page.locator("#model-selector-model-button").click()
     page.locator("#model-search-input").fill(model)
-    page.locator("#model-selector-list").get_by_role("button").filter(
-        has_text=re.compile(rf"^\s*{re.escape(model)}\s*$")).first.click()
-    sync_api.expect(page.locator("#model-selector-model-button")).to_contain_text(model)
+    page.locator(f'#model-selector-list [role=option][data-value="{model}"]').click()
+    sync_api.expect(page.locator("#model-selector-model-button")).to_have_attribute(
+        "aria-label", f"Selected model: {model}")
 
 
 def access_lines(log: Path, route: str) -> list[str]:
@@ -214,27 +213,36 @@ def test_chat_streams_an_answer_with_a_thinking_block(
     page.keyboard.type(PROMPT)
     page.keyboard.press("Enter")
 
-    # The answer streams: sample the reply while it grows, until generation stops.
+    # The answer streams in: sample the reply while it grows, until the Stop button goes.
     reply = page.locator("#response-content-container").last
     reply.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    stop = page.get_by_role("button", name="Stop")
     seen: list[str] = []
     deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
-        text = reply.inner_text()
+        text = reply.inner_text().strip()
         if text and (not seen or text != seen[-1]):
             seen.append(text)
-        if page.locator("#send-message-button").count() and len(seen) > 1 and \
-                page.get_by_role("button", name="Stop").count() == 0:
+        if seen and seen[-1].startswith("Thought for") and stop.count() == 0:
             break
         time.sleep(0.05)
-    assert len(seen) >= 2, f"the reply never changed while it arrived: {seen}"
+    assert stop.count() == 0, f"still generating after {ANSWER_TIMEOUT_MS / 1000:.0f}s"
+    assert len(seen) >= 2, f"the reply arrived in one piece, not streamed: {seen}"
+    _, _, answer = seen[-1].partition("\n")
+    assert answer.strip(), f"no answer under the thinking block: {seen[-1]!r}"
 
-    thinking = page.get_by_text(re.compile(r"^Thought for "))
-    thinking.first.wait_for(timeout=ANSWER_TIMEOUT_MS)
-    thinking.first.click()  # opens the collapsible block with the reasoning
-    page.wait_for_timeout(500)
+    # gpt-oss's reasoning is in Open WebUI's collapsible thinking block: open it.
+    toggle = reply.locator("button[aria-expanded]").filter(has_text="Thought for").first
+    sync_api.expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    sync_api.expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.wait_for_timeout(500)  # the opening animation, for the screenshot
+    expanded = reply.inner_text().strip()
+    assert len(expanded) > len(seen[-1]), "the thinking block opened empty"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / connection.screenshot))
 
+    # It went through the connection picked, with Open WebUI's own key.
     lines = access_lines(stack.access_log, connection.route)[before:]
-    assert lines and all("status=200" in line and "user=open-webui" in line for line in lines), lines
+    assert lines, f"no POST {connection.route} reached the sidecar"
+    assert all("status=200" in line and "user=open-webui" in line for line in lines), lines
