@@ -191,10 +191,12 @@ async def _announce_when_ready(
     engines = list(engines)
     started = time.monotonic()
     while waiting := [e for e in engines if not e.ready_event.is_set()]:
-        last = waiting[0].tail[-1] if waiting[0].tail else ""
-        log.info("engine: loading %s, %.0f s (log: %s) %s",
+        last = next((line for line in reversed(waiting[0].tail) if line.strip()), "")
+        last = last.split(") ", 1)[-1] if last.startswith("(") else last  # "(APIServer pid=1) "
+        log.info("engine: loading %s, %.0f s (log: %s)%s",
                  " + ".join(e.log_path.stem for e in waiting), time.monotonic() - started,
-                 waiting[0].log_path.parent, last[-120:], extra={STATUS: "engine"})
+                 waiting[0].log_path.parent, f"  last: {last[:100]}" if last else "",
+                 extra={STATUS: "engine"})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiting[0].ready_event.wait(), 1.0)
     log.info("engine: ready after %.0f s", time.monotonic() - started)
