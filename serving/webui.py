@@ -35,6 +35,7 @@ from pathlib import Path
 
 from serving.config import PathSettings, SidecarSettings
 from serving.sidecar.keys import KeyFileError, create_key, hash_key, read_key_file
+from serving.smoke.build import READY_MARKER
 
 USER = "open-webui"
 PERMISSIONS = ("chat", "models", "embeddings")
@@ -58,6 +59,12 @@ DEFAULTS = {
 }
 
 
+# Open WebUI offers its built-in tools (memory, notes, web search...) to every model. The
+# smoke checkpoint knows one function and calls it whenever tools are offered, so on a
+# CPU host every answer would become a tool call; a real gpt-oss uses them well.
+NO_BUILTIN_TOOLS = json.dumps({"capabilities": {"builtin_tools": False}})
+
+
 @dataclass(frozen=True)
 class WebuiSetup:
     sidecar_url: str
@@ -67,11 +74,13 @@ class WebuiSetup:
     embedding_model: str
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    smoke_model: bool = False  # the sidecar serves the smoke checkpoint
 
 
 def webui_environment(setup: WebuiSetup, base: Mapping[str, str]) -> dict[str, str]:
     """Open WebUI's environment: `base` plus the defaults above plus the connections."""
-    env = {**DEFAULTS, **base}
+    env = {**DEFAULTS, **({"DEFAULT_MODEL_METADATA": NO_BUILTIN_TOOLS} if setup.smoke_model
+                          else {}), **base}
     env.update({
         "DATA_DIR": str(setup.data_dir),
         "WEBUI_SECRET_KEY": setup.secret_key,
@@ -127,6 +136,16 @@ def sidecar_answers(url: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def serves_smoke_checkpoint(url: str) -> bool:
+    """/ready names the model directory; the smoke checkpoint's holds its recipe marker."""
+    try:
+        with urllib.request.urlopen(f"{url}/ready", timeout=3) as response:
+            model = json.loads(response.read()).get("model")
+    except (OSError, ValueError):
+        return False
+    return isinstance(model, str) and (Path(model) / READY_MARKER).is_file()
+
+
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
@@ -159,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = WebuiSetup(
         sidecar_url=url, key=key, secret_key=secret_key(webui_dir / "secret.key"),
         data_dir=(webui_dir / "data").resolve(), embedding_model=sidecar.embedding_model_name,
-        port=args.port,
+        port=args.port, smoke_model=serves_smoke_checkpoint(url),
     )
     setup.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"Open WebUI: http://{setup.host}:{setup.port}  (first visit: create its admin "

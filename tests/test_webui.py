@@ -71,3 +71,11 @@ def test_refuses_to_start_without_a_sidecar(tmp_path: Path, monkeypatch, capsys)
     assert main(["--sidecar-url", "http://127.0.0.1:9", "--open-webui", "/bin/true"]) == 2
     assert "make serve" in capsys.readouterr().err
     assert not (tmp_path / "keys.json").exists()
+
+
+def test_builtin_tools_off_for_the_smoke_checkpoint_only(tmp_path: Path):
+    smoke = WebuiSetup(**{**setup(tmp_path).__dict__, "smoke_model": True})
+    assert json.loads(webui_environment(smoke, {})["DEFAULT_MODEL_METADATA"]) == {
+        "capabilities": {"builtin_tools": False}}
+    assert "DEFAULT_MODEL_METADATA" not in webui_environment(setup(tmp_path), {})
+    assert webui_environment(smoke, {"DEFAULT_MODEL_METADATA": "{}"})["DEFAULT_MODEL_METADATA"] == "{}"
