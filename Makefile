@@ -16,21 +16,24 @@ help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV_STAMP): pyproject.toml requirements/engine-$(ENGINE).txt
-	@echo ">> installing into $(VENV) (engine: $(ENGINE)); later runs reuse it"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements/engine-$(ENGINE).txt
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo ">> install: into $(VENV) (engine: $(ENGINE)), once; later runs reuse it"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo ">> install 1/2: the engine (requirements/engine-$(ENGINE).txt, the big one: minutes)"
+	@SECONDS=0; $(PY) -m pip install --quiet -r requirements/engine-$(ENGINE).txt && echo "   done in $${SECONDS}s"
+	@echo ">> install 2/2: the sidecar, launcher and dev tools (pyproject.toml)"
+	@SECONDS=0; $(PY) -m pip install --quiet -e '.[dev]' && echo "   done in $${SECONDS}s"
 	@# Packages vLLM brings along that break transformers' imports next to torch 2.13+cpu:
 	@# one list, shared with Dockerfile.cpu. tests/test_install.py guards this.
-	$(PY) -m pip uninstall --quiet -y -r requirements/remove-after-install.txt
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@$(PY) -m pip uninstall --quiet -y -r requirements/remove-after-install.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo ">> install: done"
 
 install: $(VENV_STAMP) ## create .venv and install everything (automatic)
 
-serve: $(VENV_STAMP) ## run the product: vLLM + sidecar on http://127.0.0.1:8000
-	$(PY) -m serving up
+serve: $(VENV_STAMP) ## run the product: vLLM + sidecar on http://127.0.0.1:8000 (VERBOSE=1: vLLM's output too)
+	$(PY) -m serving up $(if $(VERBOSE),--verbose)
 
 test: $(VENV_STAMP) test-services ## unit + end-to-end tests (starts the real stack once)
 	$(PY) -m pytest $(PYTEST_ARGS)

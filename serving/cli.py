@@ -26,11 +26,12 @@ def _sidecar_settings(paths: PathSettings, **overrides: object) -> SidecarSettin
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from serving.launcher.console import configure_console
     from serving.launcher.plan import PlanRefused
     from serving.launcher.up import LaunchSettings, ensure_first_key, make_plans, serve
 
     paths = PathSettings()
-    configure_logging(paths.log_dir / "serving.log")
+    configure_console(paths.log_dir / "serving.log", verbose=args.verbose)
     engine = EngineSettings()
     if args.engine:
         engine = engine.model_copy(update={"engine": args.engine})
@@ -41,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     first_key = ensure_first_key(paths, sidecar.keys_file)
     if first_key is not None:
         print(f"Created the first API key (permissions: all): {first_key}", file=sys.stderr)
-    settings = LaunchSettings(paths=paths, sidecar=sidecar, engine=engine)
+    settings = LaunchSettings(paths=paths, sidecar=sidecar, engine=engine, verbose=args.verbose)
     try:
         plan, embedding = make_plans(settings)
     except PlanRefused as refused:
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--engine", choices=["auto", "cpu", "cuda"])
     up.add_argument("--synthetic-weights", action="store_true",
                     help="full-size model with random weights (vLLM --load-format dummy)")
+    up.add_argument("--verbose", action="store_true",
+                    help="show vLLM's own output here too (it always goes to .serving/logs/)")
     up.set_defaults(func=cmd_up)
 
     side = sub.add_parser("sidecar", help="run only the sidecar (vLLM started elsewhere)")

@@ -5,6 +5,10 @@ because a transient fault (OOM on a burst, a CUDA error) should not take a node'
 down for good; after that the launcher exits non-zero with the tail of vLLM's log, and the
 process manager (Kubernetes, systemd) decides. While the engine is down the sidecar's
 /ready says why and requests get 503 + Retry-After.
+
+Output: vLLM's stdout and stderr always go to its log file (`log_path`). They reach the
+console (as `serving.vllm` log records) only when `echo` is on (`serving up --verbose`);
+otherwise the console gets the last lines of the log whenever the engine exits on its own.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class EngineSupervisor:
         ready_url: str,
         ready_timeout_s: float,
         max_restarts: int,
+        echo: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.env = child_environment(env)
@@ -76,6 +81,7 @@ class EngineSupervisor:
         self.ready_url = ready_url
         self.ready_timeout_s = ready_timeout_s
         self.max_restarts = max_restarts
+        self.echo = echo
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.ready_event = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
@@ -93,11 +99,13 @@ class EngineSupervisor:
             self.state.restarts += 1
             backoff = min(2.0**self.state.restarts, 30.0)
             log.error(
-                "vLLM exited with code %s; restart %d/%d in %.0fs",
-                code, self.state.restarts, self.max_restarts, backoff,
+                "vLLM exited with code %s; restart %d/%d in %.0fs%s",
+                code, self.state.restarts, self.max_restarts, backoff, self._tail_text(),
             )
             self.state.set("restarting", exit_code=code)
             await asyncio.sleep(backoff)
+            if self._stopping:  # stopped during the backoff: do not start another engine
+                return
 
     async def _run_once(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,8 @@ class EngineSupervisor:
         )
         self.state.set("starting" if self.state.restarts == 0 else "restarting",
                        pid=self._process.pid)
-        log.info("vLLM started (pid %d); log: %s", self._process.pid, self.log_path)
+        log.info("vLLM started (pid %d); its output goes to %s%s", self._process.pid,
+                 self.log_path, "" if self.echo else " (--verbose shows it here)")
         pump = asyncio.create_task(self._pump_logs(self._process))
         ready = asyncio.create_task(self._wait_ready())
         code = await _exit_code(self._process)
@@ -140,9 +149,17 @@ class EngineSupervisor:
                 sink.flush()
                 line = raw.decode("utf-8", "replace").rstrip()
                 self.tail.append(line)
-                engine_log.info("%s", line)
+                if self.echo:
+                    engine_log.info("%s", line)
         finally:
             sink.close()
+
+    def _tail_text(self) -> str:
+        """The log's last lines for a console that has not seen them (empty when echoing).
+        The final exit's lines travel in EngineFailed instead."""
+        if self.echo or not self.tail:
+            return ""
+        return f". Last lines of {self.log_path}:\n" + "\n".join(self.tail)
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import uvicorn
 
 from serving.config import EngineSettings, PathSettings, SidecarSettings
 from serving.launcher import workers as workers_mod
+from serving.launcher.console import STATUS
 from serving.launcher.embedding_plan import EmbeddingPlan, build_embedding_plan
 from serving.launcher.hardware import detect_hardware
 from serving.launcher.plan import EnginePlan, build_plan
@@ -41,6 +43,7 @@ class LaunchSettings:
     paths: PathSettings
     sidecar: SidecarSettings
     engine: EngineSettings
+    verbose: bool = False  # vLLM's output on the console too (always in its log file)
 
 
 class _Server(uvicorn.Server):
@@ -119,6 +122,7 @@ def _supervisor(
         ready_url=f"{url}/v1/models",
         ready_timeout_s=settings.engine.ready_timeout_s,
         max_restarts=settings.engine.max_restarts,
+        echo=settings.verbose,
     )
 
 
@@ -247,6 +251,16 @@ def _exit_code(
 async def _announce_when_ready(
     engines: Iterable[EngineSupervisor], settings: LaunchSettings, plan: EnginePlan
 ) -> None:
-    for engine in engines:
-        await engine.ready_event.wait()
+    engines = list(engines)
+    started = time.monotonic()
+    while waiting := [e for e in engines if not e.ready_event.is_set()]:
+        last = next((line for line in reversed(waiting[0].tail) if line.strip()), "")
+        last = last.split(") ", 1)[-1] if last.startswith("(") else last  # "(APIServer pid=1) "
+        log.info("engine: loading %s, %.0f s (log: %s)%s",
+                 " + ".join(e.log_path.stem for e in waiting), time.monotonic() - started,
+                 waiting[0].log_path.parent, f"  last: {last[:100]}" if last else "",
+                 extra={STATUS: "engine"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiting[0].ready_event.wait(), 1.0)
+    log.info("engine: ready after %.0f s", time.monotonic() - started)
     log.info("%s", banner(settings, plan))

@@ -88,3 +88,46 @@ async def test_gives_up_with_log_tail_when_restarts_are_spent(tmp_path: Path):
         await asyncio.wait_for(task, 20)
     assert state.phase == "dead"
     assert "fake engine up" in failure.value.tail
+
+
+async def test_quiet_engine_output_goes_to_its_log_only(tmp_path: Path, caplog):
+    """Without --verbose vLLM's lines stay in vllm.log; the console sees none of them."""
+    sup, _state = supervisor(tmp_path, max_restarts=0)
+    with caplog.at_level("INFO"):
+        task = asyncio.create_task(sup.run())
+        await asyncio.wait_for(sup.ready_event.wait(), 20)
+        await sup.stop()
+        await asyncio.wait_for(task, 10)
+    assert "fake engine up" in (tmp_path / "vllm.log").read_text()
+    assert not [r for r in caplog.records if r.name == "serving.vllm"]
+    assert "fake engine up" not in caplog.text
+    assert "--verbose shows it here" in caplog.text
+
+
+async def test_verbose_engine_output_reaches_the_console(tmp_path: Path, caplog):
+    sup, _state = supervisor(tmp_path, max_restarts=0)
+    sup.echo = True
+    with caplog.at_level("INFO"):
+        task = asyncio.create_task(sup.run())
+        await asyncio.wait_for(sup.ready_event.wait(), 20)
+        await sup.stop()
+        await asyncio.wait_for(task, 10)
+    assert "fake engine up" in [r.getMessage() for r in caplog.records if r.name == "serving.vllm"]
+
+
+async def test_quiet_engine_crash_prints_the_log_tail(tmp_path: Path, caplog):
+    """A crash that will be restarted shows the engine's last lines on the console."""
+    sup, state = supervisor(tmp_path, max_restarts=1)
+    with caplog.at_level("INFO"):
+        task = asyncio.create_task(sup.run())
+        await asyncio.wait_for(sup.ready_event.wait(), 20)
+        assert state.pid is not None
+        os.kill(state.pid, signal.SIGKILL)
+        await wait_for(lambda: state.phase == "restarting")
+        await sup.stop()
+        await asyncio.wait_for(task, 10)
+    crash = [r.getMessage() for r in caplog.records
+             if r.name == "serving.launcher.process" and "restart 1/1" in r.getMessage()]
+    assert len(crash) == 1
+    assert f"Last lines of {tmp_path / 'vllm.log'}" in crash[0]
+    assert "fake engine up" in crash[0]
