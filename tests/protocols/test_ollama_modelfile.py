@@ -122,7 +122,7 @@ def test_chat_gets_system_messages_and_options_under_the_request() -> None:
     assert (out.options.temperature, out.options.num_predict) == (0.1, 50)
     own = ChatRequest.model_validate({"model": "mario", "messages": [
         {"role": "system", "content": "Be Luigi."}, {"role": "user", "content": "Jump!"}]})
-    assert [m.content for m in apply_to_chat(own, PRESET).messages or []][0] == "Who are you?"
+    assert next(m.content for m in apply_to_chat(own, PRESET).messages or []) == "Who are you?"
 
 
 def test_generate_gets_system_and_prefix_unless_context_or_raw() -> None:
