@@ -48,6 +48,9 @@ def build_router() -> APIRouter:
         body: MessagesRequest = Body(...),
         _: Principal = Depends(require("chat")),
     ) -> Response:
-        return await forward(request, "/v1/messages/count_tokens", body, alias_reasoning=False)
+        # Never streamed: a `stream` field is not part of this request and is dropped.
+        counted = MessagesRequest.model_validate(body.model_dump(exclude={"stream"}))
+        return await forward(request, "/v1/messages/count_tokens", counted,
+                             alias_reasoning=False)
 
     return router

@@ -15,8 +15,8 @@ import pytest
 # LiteLLM fetches its model price list from the internet at import unless told otherwise.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agents import Agent, Runner, function_tool, set_tracing_disabled  # noqa: E402
-from agents.extensions.models.litellm_model import LitellmModel  # noqa: E402
+from agents import Agent, Runner, function_tool, set_tracing_disabled
+from agents.extensions.models.litellm_model import LitellmModel
 
 pytestmark = pytest.mark.e2e
 
