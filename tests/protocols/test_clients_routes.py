@@ -153,3 +153,35 @@ async def test_bodies_that_are_not_json_or_utf8_are_client_errors(sidecar: Any) 
         assert 400 <= r.status_code < 500, r.text
         assert r.json()["error"]["type"] == "invalid_request_error", r.text
     assert sc.seen == []
+
+
+async def test_the_anthropic_sdk_reads_answers_streams_and_errors(sidecar: Any) -> None:
+    """The real `anthropic` client over the app (the e2e test does the same on the engine)."""
+    import anthropic
+    import httpx2  # the transport library the anthropic SDK uses
+
+    async with sidecar(fake_vllm) as sc:
+        app = sc.client._transport.app
+        http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
+        client = anthropic.AsyncAnthropic(base_url="http://sidecar", api_key=sc.chat_key,
+                                          http_client=http)
+        message = await client.messages.create(**MESSAGES)
+        async with client.messages.stream(**MESSAGES) as stream:
+            deltas = [event.delta.type async for event in stream
+                      if event.type == "content_block_delta"]
+            final = await stream.get_final_message()
+        denied = anthropic.AsyncAnthropic(base_url="http://sidecar", api_key="sk-gos-wrong",
+                                          http_client=http, max_retries=0)
+        try:
+            await denied.messages.create(**MESSAGES)
+            raise AssertionError("a wrong key was accepted")
+        except anthropic.AuthenticationError as exc:
+            error = exc.body
+        await http.aclose()
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.usage.output_tokens == 5
+    assert deltas == ["thinking_delta", "text_delta"]
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.usage.output_tokens == 5
+    assert isinstance(error, dict) and error["error"]["type"] == "authentication_error"
+    assert sc.seen[0].headers.get("x-api-key") is None  # the key stays at the sidecar
