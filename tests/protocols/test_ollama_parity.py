@@ -210,3 +210,13 @@ async def test_keep_alive_zero_with_nothing_to_do_answers_unload(
                                     json={"model": MODEL, "messages": [], **extra})
     assert generate.json()["done_reason"] == chat.json()["done_reason"] == reason
     assert generate.json()["done"] is True and sc.upstream_bodies("/v1/chat/completions") == []
+
+
+async def test_api_chat_accepts_an_empty_tool_list(sidecar: Any) -> None:
+    async with sidecar(fake) as sc:
+        r = await sc.client.post("/api/chat", headers=sc.auth(), json={
+            "model": MODEL, "stream": False, "tools": [],
+            "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.status_code == 200
+    sent = sc.upstream_bodies("/v1/chat/completions")[0]
+    assert "tools" not in sent and "tool_choice" not in sent
