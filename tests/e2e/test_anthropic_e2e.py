@@ -69,7 +69,7 @@ def test_key_and_permission_are_enforced_with_anthropic_errors(stack: Any) -> No
     wrong = anthropic.Anthropic(base_url=stack.sidecar_url, api_key="sk-gos-wrong")
     with pytest.raises(anthropic.AuthenticationError) as denied:
         wrong.messages.create(model=MODEL, max_tokens=8, messages=QUESTION)  # type: ignore[arg-type]
-    assert denied.value.body["type"] == "authentication_error"  # type: ignore[index]
+    assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     models_key, _ = create_key(stack.keys_file, user="models-only", permissions=["models"])
     no_chat = anthropic.Anthropic(base_url=stack.sidecar_url, api_key=models_key)
     with pytest.raises(anthropic.PermissionDeniedError):
