@@ -20,6 +20,8 @@ pytestmark = pytest.mark.e2e
 
 MODEL = SERVED_MODEL_NAMES[0]
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# The SDK (2.x) has no `temperature` argument any more; vLLM still takes it in the body.
+GREEDY = {"temperature": 0}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _tokens(stack: Any, kind: str) -> float:
 
 def test_message_has_thinking_and_text_and_usage(client: anthropic.Anthropic, stack: Any) -> None:
     before = _tokens(stack, "completion")
-    message = client.messages.create(model=MODEL, max_tokens=200, temperature=0,
+    message = client.messages.create(model=MODEL, max_tokens=200, extra_body=GREEDY,
                                      messages=QUESTION)  # type: ignore[arg-type]
     kinds = [block.type for block in message.content]
     assert "thinking" in kinds and "text" in kinds, message.content
@@ -53,7 +55,7 @@ def test_streamed_message_relays_thinking_and_text_deltas(
 ) -> None:
     before = _tokens(stack, "completion")
     deltas: list[str] = []
-    with client.messages.stream(model=MODEL, max_tokens=200, temperature=0,
+    with client.messages.stream(model=MODEL, max_tokens=200, extra_body=GREEDY,
                                 messages=QUESTION) as stream:  # type: ignore[arg-type]
         for event in stream:
             if event.type == "content_block_delta":
@@ -77,6 +79,6 @@ def test_key_and_permission_are_enforced_with_anthropic_errors(stack: Any) -> No
 
 
 def test_empty_tool_list_is_accepted(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(model=MODEL, max_tokens=100, temperature=0, tools=[],
+    message = client.messages.create(model=MODEL, max_tokens=100, extra_body=GREEDY, tools=[],
                                      messages=QUESTION)  # type: ignore[arg-type]
     assert message.stop_reason in ("end_turn", "max_tokens")
