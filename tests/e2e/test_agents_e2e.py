@@ -10,6 +10,7 @@ import asyncio
 import os
 from typing import Any
 
+import httpx
 import pytest
 
 # LiteLLM fetches its model price list from the internet at import unless told otherwise.
@@ -48,13 +49,29 @@ def run_cookbook(model: str, base_url: str, api_key: str) -> tuple[str, list[str
     return asyncio.run(main()), calls
 
 
+@pytest.fixture(scope="module")
+def greedy(stack: Any) -> Any:
+    """The toy checkpoint drifts when sampled, so the model name is a preset that decodes
+    greedily (Modelfile `PARAMETER temperature 0`): only the name changes in the snippet."""
+    headers = {"Authorization": f"Bearer {stack.admin_key}"}
+    body = {"model": "gpt-oss-greedy", "from": "gpt-oss:20b", "parameters": {"temperature": 0},
+            "stream": False}
+    assert httpx.post(f"{stack.sidecar_url}/api/create", json=body, headers=headers,
+                      timeout=30).status_code == 200
+    yield "gpt-oss-greedy"
+    httpx.request("DELETE", f"{stack.sidecar_url}/api/delete", headers=headers, timeout=30,
+                  json={"model": "gpt-oss-greedy"})
+
+
 @pytest.mark.parametrize("dialect", ["ollama", "openai"])
-def test_cookbook_agent_calls_the_tool_and_answers(stack: Any, dialect: str) -> None:
+def test_cookbook_agent_calls_the_tool_and_answers(stack: Any, greedy: str, dialect: str) -> None:
     if dialect == "ollama":
-        output, calls = run_cookbook("ollama_chat/gpt-oss:20b", stack.sidecar_url,
+        # LiteLLM's `ollama/` provider talks to /api/generate and puts the tools into the
+        # prompt as text (JSON mode); `ollama_chat/` uses /api/chat with real tools.
+        output, calls = run_cookbook(f"ollama_chat/{greedy}", stack.sidecar_url,
                                      stack.chat_key)
     else:
-        output, calls = run_cookbook("openai/gpt-oss-20b", f"{stack.sidecar_url}/v1",
+        output, calls = run_cookbook(f"openai/{greedy}", f"{stack.sidecar_url}/v1",
                                      stack.chat_key)
     assert calls and all(isinstance(city, str) and city for city in calls), calls
     assert output.strip()
