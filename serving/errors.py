@@ -90,15 +90,51 @@ def from_upstream_exception(exc: httpx.HTTPError) -> ServingError:
     return UpstreamUnavailable(f"Upstream error: {type(exc).__name__}")
 
 
+# The client-error type of each 4xx status, for errors that carry no type of their own (an
+# HTTP error raised by the framework, an engine status passed on): a 4xx is never a
+# "server_error". OpenAI's names first, then Anthropic's (/v1/messages).
+OPENAI_CLIENT_ERROR_TYPES: dict[int, str] = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def client_error_type(err: ServingError) -> str:
+    """The error's OpenAI type; a 4xx without a type of its own gets its status's client type."""
+    if err.status_code >= 500 or err.error_type != ServingError.error_type:
+        return err.error_type
+    return OPENAI_CLIENT_ERROR_TYPES.get(err.status_code, "invalid_request_error")
+
+
 def openai_error_body(err: ServingError) -> dict[str, object]:
     return {
         "error": {
             "message": err.message,
-            "type": err.error_type,
+            "type": client_error_type(err),
             "param": err.param,
             "code": err.code,
         }
     }
+
+
+def anthropic_error_body(err: ServingError) -> dict[str, object]:
+    """Anthropic's shape (`{"type": "error", "error": {type, message}}`), for /v1/messages."""
+    status = err.status_code
+    fallback = "invalid_request_error" if status < 500 else "api_error"
+    return {"type": "error",
+            "error": {"type": ANTHROPIC_ERROR_TYPES.get(status, fallback), "message": err.message}}
 
 
 def ollama_error_body(err: ServingError) -> dict[str, object]:
@@ -126,6 +162,14 @@ _OPENAI_ERROR_SCHEMA: dict[str, object] = {
                                             "param": {"type": ["string", "null"]},
                                             "code": {"type": ["string", "integer", "null"]}}}},
 }
+_ANTHROPIC_ERROR_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {"type": {"type": "string"},
+                   "error": {"type": "object", "required": ["type", "message"],
+                             "properties": {"type": {"type": "string"},
+                                            "message": {"type": "string"}}}},
+}
 _OLLAMA_ERROR_SCHEMA: dict[str, object] = {
     "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
 }
@@ -133,6 +177,7 @@ _OLLAMA_ERROR_SCHEMA: dict[str, object] = {
 
 def error_responses(shape: str) -> dict[int | str, dict[str, object]]:
     """`responses=` for a router: every error status with the body of its protocol."""
-    schema = _OPENAI_ERROR_SCHEMA if shape == "openai" else _OLLAMA_ERROR_SCHEMA
+    schemas = {"openai": _OPENAI_ERROR_SCHEMA, "anthropic": _ANTHROPIC_ERROR_SCHEMA}
+    schema = schemas.get(shape, _OLLAMA_ERROR_SCHEMA)
     return {status: {"description": text, "content": {"application/json": {"schema": schema}}}
             for status, text in _ERROR_DESCRIPTIONS.items()}

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving.errors import BadRequest, ServingError, error_responses, from_upstream_exception
 from serving.protocols.ollama_model_routes import registry
+from serving.protocols.ollama_types import parse_body
 from serving.sidecar.deps import Principal, get_settings, require
 from serving.sidecar.metrics import record_tokens
 
@@ -51,6 +52,12 @@ class OllamaEmbeddingsRequest(BaseModel):
     keep_alive: str | int | float | None = None
 
 
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body in the OpenAPI schema, for routes that parse it themselves."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
 
@@ -72,12 +79,13 @@ def build_router() -> APIRouter:
                         media_type="application/json")
 
     @router.post("/api/embed", tags=["Ollama"], responses=error_responses("ollama"),
-                 summary="Embeddings for one or more inputs")
+                 summary="Embeddings for one or more inputs",
+                 openapi_extra=_json_body(OllamaEmbedRequest))
     async def ollama_embed(
-        request: Request,
-        body: OllamaEmbedRequest = Body(...),
-        _: Principal = Depends(require("embeddings")),
+        request: Request, _: Principal = Depends(require("embeddings"))
     ) -> JSONResponse:
+        # Parsed by hand: Ollama's own examples (curl -d) send JSON without a Content-Type.
+        body = parse_body(OllamaEmbedRequest, await request.body())
         inputs = [body.input] if isinstance(body.input, str) else body.input
         started = time.perf_counter_ns()
         result = await embed(request, body.model, inputs, truncate=body.truncate,
@@ -91,12 +99,12 @@ def build_router() -> APIRouter:
         })
 
     @router.post("/api/embeddings", tags=["Ollama"], responses=error_responses("ollama"),
-                 summary="Embedding of one prompt (legacy)")
+                 summary="Embedding of one prompt (legacy)",
+                 openapi_extra=_json_body(OllamaEmbeddingsRequest))
     async def ollama_embeddings(
-        request: Request,
-        body: OllamaEmbeddingsRequest = Body(...),
-        _: Principal = Depends(require("embeddings")),
+        request: Request, _: Principal = Depends(require("embeddings"))
     ) -> JSONResponse:
+        body = parse_body(OllamaEmbeddingsRequest, await request.body())
         result = await embed(request, body.model, [body.prompt], truncate=True, dimensions=None)
         return JSONResponse({"embedding": result["data"][0]["embedding"],
                              "model": result["model"]})

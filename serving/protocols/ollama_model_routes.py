@@ -1,12 +1,15 @@
 """Ollama model-management routes: /api/tags, show, ps, copy, delete, pull, push, create.
 
 The deployment serves one fixed model; these routes describe it truthfully and manage
-aliases. Creating, pushing or pulling other models is refused with a clear 4xx.
+aliases (/api/copy) and presets (/api/create: a Modelfile's SYSTEM, PARAMETERs and MESSAGEs
+over the served weights). Pushing, pulling other models, or creating anything that needs
+other weights is refused with a clear 4xx.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,7 @@ from serving.errors import (
     NotFound,
     UpstreamUnavailable,
 )
+from serving.protocols import ollama_modelfile as modelfile
 from serving.protocols import ollama_models as models
 from serving.protocols.ollama_types import (
     CopyRequest,
@@ -103,9 +107,10 @@ async def list_tags(request: Request, _: Principal = _models) -> dict[str, Any]:
 
 async def show(request: Request, _: Principal = _models) -> dict[str, Any]:
     body = parse_body(ShowRequest, await request.body())
-    registry(request).resolve(body.target)
+    preset = registry(request).preset(body.target)
     model = await served_model(request)
-    return models.show_payload(model, get_settings(request).quantization_label)
+    named = (models.normalize(body.target), preset) if preset is not None else None
+    return models.show_payload(model, get_settings(request).quantization_label, named)
 
 
 async def ps(request: Request, _: Principal = _models) -> dict[str, Any]:
@@ -166,11 +171,29 @@ async def push(request: Request, _: Principal = _admin) -> Response:
 
 
 async def create(request: Request, _: Principal = _admin) -> Response:
-    parse_body(CreateRequest, await request.body())
-    raise BadRequest(
-        "creating models is not supported: this deployment serves a fixed model "
-        "(gpt-oss, harmony format); use /api/copy to give it another name"
-    )
+    """A preset over the served weights from a Modelfile (or its JSON fields)."""
+    body = parse_body(CreateRequest, await request.body())
+    name = body.target
+    spec = modelfile.spec_from_create(body)
+    modelfile.check_refusals(spec)
+    reg = registry(request)
+    base = spec.base or ""
+    try:
+        parent = reg.preset(base)
+    except NotFound:
+        raise BadRequest(
+            f"cannot create '{name}' from '{base}': that model is not served here. This "
+            f"deployment serves one fixed model; FROM must name it ({reg.display_name}) or "
+            "one of its aliases or presets",
+            param="from",
+        ) from None
+    spec.base = models.normalize(base)
+    reg.save_preset(name, modelfile.build_preset(spec, parent, created=int(time.time())))
+    if not body.stream:
+        return JSONResponse({"status": "success"})
+    steps = ("reading model metadata", "creating preset layer", "writing manifest", "success")
+    lines = (json.dumps({"status": step}).encode() + b"\n" for step in steps)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 def add_model_routes(router: APIRouter) -> None:
@@ -188,4 +211,7 @@ def add_model_routes(router: APIRouter) -> None:
                          responses={200: {"content": {"application/json": {},
                                                       "application/x-ndjson": {}}}})
     router.add_api_route("/api/push", push, methods=["POST"], summary="Refused: no registry")
-    router.add_api_route("/api/create", create, methods=["POST"], summary="Refused: fixed model")
+    router.add_api_route("/api/create", create, methods=["POST"],
+                         summary="Create a preset (Modelfile over the served model)",
+                         responses={200: {"content": {"application/json": {},
+                                                      "application/x-ndjson": {}}}})

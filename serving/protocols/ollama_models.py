@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import BadRequest, NotFound
+from serving.protocols.ollama_modelfile import Preset, parameters_text, render_modelfile
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,9 @@ def read_checkpoint(root: str, family_hint: str) -> Checkpoint:
 
 
 class ModelRegistry:
-    """Name resolution and the alias file. Reads the file on every call (tiny, and a copy
-    made through another replica's sidecar shows up without a restart)."""
+    """Name resolution and the alias file (copies from /api/copy, presets from /api/create).
+    Reads the file on every call (tiny, and a name made through another replica's sidecar
+    shows up without a restart)."""
 
     def __init__(self, served_names: tuple[str, ...], aliases_file: Path) -> None:
         self.served_names = served_names
@@ -136,64 +138,110 @@ class ModelRegistry:
         tagged = [n for n in self.served_names if ":" in n.rsplit("/", 1)[-1]]
         return normalize(tagged[0] if tagged else self.primary)
 
-    def aliases(self) -> dict[str, str]:
+    def _read(self) -> tuple[dict[str, str], dict[str, Preset]]:
         try:
             data = json.loads(self.aliases_file.read_text())
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except (OSError, ValueError):
             log.exception("unreadable aliases file %s; ignoring it", self.aliases_file)
-            return {}
-        aliases = data.get("aliases", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in aliases.items()}
+            return {}, {}
+        if not isinstance(data, dict):
+            return {}, {}
+        aliases = {str(k): str(v) for k, v in (data.get("aliases") or {}).items()}
+        presets = {}
+        for name, raw in (data.get("presets") or {}).items():
+            try:
+                presets[str(name)] = Preset.from_json(raw)
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring malformed preset %r in %s", name, self.aliases_file)
+        return aliases, presets
+
+    def aliases(self) -> dict[str, str]:
+        return self._read()[0]
+
+    def presets(self) -> dict[str, Preset]:
+        return self._read()[1]
 
     def listed_names(self) -> list[str]:
-        """Every name a client may use, builtin first, as Ollama lists them (with a tag)."""
-        builtin = sorted(self.builtin, key=lambda name: name != self.display_name)
-        return [*builtin, *sorted(self.aliases())]
+        """What /api/tags lists, as Ollama does: the served model once under its Ollama name,
+        then the copies and presets users made."""
+        aliases, presets = self._read()
+        return [self.display_name, *sorted({*aliases, *presets})]
+
+    def lookup(self, name: str) -> tuple[str, Preset | None]:
+        """The vLLM served name behind ``name`` and the preset it names, if any; 404 in
+        Ollama's words otherwise."""
+        key = normalize(name)
+        if key in self.builtin:
+            served = self.builtin[key]
+            return (served if served in self.served_names else self.primary), None
+        aliases, presets = self._read()
+        if key in aliases:
+            return self.primary, None
+        if key in presets:
+            return self.primary, presets[key]
+        raise NotFound(f"model '{name}' not found")
 
     def resolve(self, name: str) -> str:
         """The vLLM served name behind ``name``; 404 in Ollama's words otherwise."""
-        key = normalize(name)
-        if key in self.builtin:
-            return self.builtin[key] if self.builtin[key] in self.served_names else self.primary
-        if key in self.aliases():
-            return self.primary
-        raise NotFound(f"model '{name}' not found")
+        return self.lookup(name)[0]
+
+    def preset(self, name: str) -> Preset | None:
+        return self.lookup(name)[1]
 
     def is_builtin(self, name: str) -> bool:
         return normalize(name) in self.builtin
 
+    def _check_new_name(self, name: str, param: str) -> str:
+        if not _NAME.match(name.strip()):
+            raise BadRequest(f"invalid model name '{name}'", param=param)
+        if self.is_builtin(name):
+            raise BadRequest(f"'{name}' is a name of the served model already", param=param)
+        return normalize(name)
+
     def copy(self, source: str, destination: str) -> str:
-        self.resolve(source)
-        if not _NAME.match(destination.strip()):
-            raise BadRequest(f"invalid model name '{destination}'", param="destination")
-        if self.is_builtin(destination):
-            raise BadRequest(
-                f"'{destination}' is a name of the served model already", param="destination"
-            )
-        aliases = self.aliases()
-        target = normalize(destination)
-        aliases[target] = normalize(source)
-        self._write(aliases)
+        """A copy of the served model is an alias; a copy of a preset is the same preset
+        under another name."""
+        preset = self.preset(source)
+        target = self._check_new_name(destination, "destination")
+        aliases, presets = self._read()
+        aliases.pop(target, None)
+        presets.pop(target, None)
+        if preset is not None:
+            presets[target] = preset
+        else:
+            aliases[target] = normalize(source)
+        self._write(aliases, presets)
+        return target
+
+    def save_preset(self, name: str, preset: Preset) -> str:
+        target = self._check_new_name(name, "model")
+        aliases, presets = self._read()
+        aliases.pop(target, None)
+        presets[target] = preset
+        self._write(aliases, presets)
         return target
 
     def delete(self, name: str) -> None:
         if self.is_builtin(name):
             raise BadRequest(
                 f"'{name}' is the served model: this deployment serves a fixed "
-                "model, which cannot be deleted (only aliases can)",
+                "model, which cannot be deleted (only copies and presets can)",
                 param="model",
             )
-        aliases = self.aliases()
-        if aliases.pop(normalize(name), None) is None:
+        aliases, presets = self._read()
+        key = normalize(name)
+        if aliases.pop(key, None) is None and presets.pop(key, None) is None:
             raise NotFound(f"model '{name}' not found")
-        self._write(aliases)
+        self._write(aliases, presets)
 
-    def _write(self, aliases: dict[str, str]) -> None:
+    def _write(self, aliases: dict[str, str], presets: dict[str, Preset]) -> None:
         self.aliases_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.aliases_file.with_name(f".{self.aliases_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "aliases": aliases}, indent=2, sort_keys=True))
+        data = {"version": 1, "aliases": aliases,
+                "presets": {name: p.to_json() for name, p in presets.items()}}
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, self.aliases_file)
 
 
@@ -258,8 +306,12 @@ def model_info(model: ServedModel) -> dict[str, Any]:
     return info
 
 
-def show_payload(model: ServedModel, quantization_label: str) -> dict[str, Any]:
-    return {
+def show_payload(
+    model: ServedModel, quantization_label: str, preset: tuple[str, Preset] | None = None
+) -> dict[str, Any]:
+    """/api/show for the served model, or for a preset made with /api/create (its Modelfile,
+    system prompt, parameters and messages; the weights' facts are the served model's)."""
+    payload: dict[str, Any] = {
         "license": "Apache-2.0",
         "modelfile": f"# served by vLLM; not built from a Modelfile\nFROM {model.root}\n",
         "parameters": f"temperature 1\ntop_p 1\nnum_ctx {model.max_model_len}",
@@ -269,6 +321,20 @@ def show_payload(model: ServedModel, quantization_label: str) -> dict[str, Any]:
         "capabilities": CAPABILITIES,
         "modified_at": model.modified_at,
     }
+    if preset is not None:
+        name, spec = preset
+        payload["modelfile"] = render_modelfile(name, spec)
+        payload["parameters"] = parameters_text(spec.parameters)
+        payload["details"]["parent_model"] = spec.base
+        payload["modified_at"] = (datetime.fromtimestamp(spec.created, UTC).isoformat()
+                                  .replace("+00:00", "Z"))
+        if spec.license:
+            payload["license"] = "\n".join(spec.license)
+        if spec.system is not None:
+            payload["system"] = spec.system
+        if spec.messages:
+            payload["messages"] = spec.messages
+    return payload
 
 
 def ps_payload(

@@ -43,7 +43,13 @@ from serving.protocols.ollama_model_routes import (
     registry,
     served_model,
 )
-from serving.protocols.ollama_types import ChatRequest, GenerateRequest, parse_body
+from serving.protocols.ollama_modelfile import apply_to_chat, apply_to_generate
+from serving.protocols.ollama_types import (
+    ChatRequest,
+    GenerateRequest,
+    is_zero_duration,
+    parse_body,
+)
 from serving.sidecar.deps import Principal, get_upstream, require
 from serving.sidecar.metrics import record_tokens
 from serving.sidecar.upstream import (
@@ -190,13 +196,14 @@ async def _max_model_len(request: Request, options: Any) -> int | None:
     return (await served_model(request)).max_model_len
 
 
-def _loaded(kind: st.Kind, model: str) -> JSONResponse:
-    """Ollama's answer to an empty prompt: the model is loaded (it always is here)."""
+def _loaded(kind: st.Kind, model: str, keep_alive: float | str | None) -> JSONResponse:
+    """Ollama's answer to an empty prompt: the model is loaded (it always is here), or, with
+    ``keep_alive: 0``, "unload" as Ollama says (a dedicated server keeps it loaded anyway)."""
     body: dict[str, Any] = {
         "model": model,
         "created_at": created_at(),
         "done": True,
-        "done_reason": "load",
+        "done_reason": "unload" if is_zero_duration(keep_alive) else "load",
     }
     body.update(
         {"response": ""}
@@ -209,16 +216,20 @@ def _loaded(kind: st.Kind, model: str) -> JSONResponse:
 async def generate(request: Request, principal: Principal = Depends(require("chat"))) -> Response:
     started = time.perf_counter_ns()
     req = parse_body(GenerateRequest, await request.body())
-    upstream_model = registry(request).resolve(req.model)
+    upstream_model, preset = registry(request).lookup(req.model)
     if req.raw and not {"completions", "all"} & principal.permissions:
         raise Forbidden(
             f"This API key (user '{principal.user}') lacks the 'completions' "
             "permission needed for raw: true."
         )
     if not req.prompt and not req.context and not req.raw:
-        return _loaded("generate", req.model)
+        return _loaded("generate", req.model, req.keep_alive)
+    prefix: list[dict[str, Any]] = []
+    if preset is not None:
+        req, prefix = apply_to_generate(req, preset)
     translation = tr.ollama_generate_to_openai(
-        req, upstream_model=upstream_model, max_model_len=await _max_model_len(request, req.options)
+        req, upstream_model=upstream_model, prefix=prefix,
+        max_model_len=await _max_model_len(request, req.options),
     )
     state = st.StreamState(
         kind="generate",
@@ -233,9 +244,11 @@ async def generate(request: Request, principal: Principal = Depends(require("cha
 async def chat(request: Request, _: Principal = Depends(require("chat"))) -> Response:
     started = time.perf_counter_ns()
     req = parse_body(ChatRequest, await request.body())
-    upstream_model = registry(request).resolve(req.model)
+    upstream_model, preset = registry(request).lookup(req.model)
     if not req.messages:
-        return _loaded("chat", req.model)
+        return _loaded("chat", req.model, req.keep_alive)
+    if preset is not None:
+        req = apply_to_chat(req, preset)
     translation = tr.ollama_chat_to_openai(
         req, upstream_model=upstream_model, max_model_len=await _max_model_len(request, req.options)
     )

@@ -18,6 +18,7 @@ import msgspec
 
 from serving.errors import ServingError
 from serving.protocols.ollama_context import build_context
+from serving.protocols.ollama_logprobs import choice_logprobs
 
 # vLLM finish_reason -> Ollama done_reason.
 DONE_REASON: dict[str, str] = {"stop": "stop", "length": "length", "tool_calls": "stop"}
@@ -46,6 +47,7 @@ class StreamState:
     token_ids: list[int] = field(default_factory=list)
     want_context: bool = False
     dropped_tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # those sent, Ollama's shape
 
 
 def parse_sse_line(line: str) -> dict[str, Any] | None:
@@ -168,6 +170,9 @@ def openai_chunk_to_ollama(
         shown_thinking = thinking if state.show_thinking else ""
         if content or shown_thinking:
             out.append(_line(state, created_at, content, shown_thinking))
+            if logprobs := choice_logprobs(choice):
+                out[-1]["logprobs"] = logprobs
+                state.logprobs.extend(logprobs)
         if choice.get("finish_reason"):
             state.finish_reason = choice["finish_reason"]
     return out
@@ -237,6 +242,8 @@ def aggregate(state: StreamState, *, now_ns: int, created_at: str) -> dict[str, 
         obj["message"]["tool_calls"] = calls
     obj["done"] = True
     obj.update(_timings(state, now_ns))
+    if state.logprobs:
+        obj["logprobs"] = state.logprobs
     if state.want_context and state.prompt_token_ids is not None:
         obj["context"] = build_context(state.prompt_token_ids, state.token_ids)
     return obj

@@ -21,6 +21,7 @@ from typing import Any
 
 from serving.errors import BadRequest
 from serving.protocols.ollama_context import context_to_messages
+from serving.protocols.ollama_logprobs import logprob_fields
 from serving.protocols.ollama_types import ChatRequest, GenerateRequest, Message, Options
 
 # Ollama option -> vLLM sampling parameter (OpenAI request field).
@@ -149,6 +150,8 @@ def _common(
     response_format = format_to_response_format(fmt)
     if response_format is not None:
         body["response_format"] = response_format
+    raw = isinstance(req, GenerateRequest) and bool(req.raw)
+    body.update(logprob_fields(req.logprobs, req.top_logprobs, raw=raw))
     out.body = body
     return out
 
@@ -221,10 +224,15 @@ def ollama_chat_to_openai(
 
 
 def ollama_generate_to_openai(
-    req: GenerateRequest, *, upstream_model: str, max_model_len: int | None = None
+    req: GenerateRequest,
+    *,
+    upstream_model: str,
+    max_model_len: int | None = None,
+    prefix: list[dict[str, Any]] | None = None,
 ) -> Translation:
     """``POST /api/generate`` -> chat completions (harmony rendered by vLLM), or
-    ``/v1/completions`` with the prompt verbatim when ``raw`` is true."""
+    ``/v1/completions`` with the prompt verbatim when ``raw`` is true. ``prefix``: a
+    preset's opening messages, put before the prompt."""
     if req.template:
         raise BadRequest(
             "custom templates are not supported: gpt-oss uses the harmony format, "
@@ -243,7 +251,7 @@ def ollama_generate_to_openai(
         # The client rendered harmony itself, so it gets harmony back: <|channel|> etc. kept.
         out.body["skip_special_tokens"] = False
         return out
-    history = context_to_messages(list(req.context or []))
+    history = context_to_messages(list(req.context or [])) + list(prefix or [])
     if req.system is not None:
         history = [m for m in history if m["role"] != "system"]
         history.insert(0, {"role": "system", "content": req.system})

@@ -9,6 +9,7 @@ kept (``extra="allow"``) so the translator can log them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -163,8 +164,29 @@ class PushRequest(_Named):
 
 
 class CreateRequest(_Named):
-    model_config = ConfigDict(extra="allow")
+    """``/api/create``: the current fields (``from``, ``system``, ``parameters``,
+    ``messages``, ...) or the legacy ``modelfile`` string."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     stream: bool = True
+    from_: str | None = Field(default=None, alias="from")
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+    template: str | None = None
+    license: str | list[str] | None = None
+    modelfile: str | None = None
+    adapters: dict[str, str] | None = None
+    files: dict[str, str] | None = None
+    draft_files: dict[str, str] | None = None
+    quantize: str | None = None
+    quantization: str | None = None
+    remote_host: str | None = None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream(cls, value: object) -> object:
+        return True if value is None else value
 
 
 class CopyRequest(_Wire):
@@ -179,6 +201,18 @@ class EmbedRequest(_Wire):
 
 
 M = TypeVar("M", bound=BaseModel)
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+
+
+def is_zero_duration(value: float | str | None) -> bool:
+    """Whether ``keep_alive`` is zero: ``0``, ``"0"``, ``"0s"``, ``"0m"`` (Go durations; a
+    bare number counts as seconds)."""
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    match = _DURATION.match(value)
+    return match is not None and float(match.group(1)) == 0
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from serving.errors import ServingError, error_responses, from_upstream_exception
+from serving.protocols import openai_compat as compat
 from serving.protocols import openai_stream as sse
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
 from serving.sidecar.metrics import record_tokens
@@ -87,7 +88,8 @@ def build_router() -> APIRouter:
 
     @router.get("/models", summary="List the served model names")
     async def list_models(request: Request, _: Principal = Depends(require("models"))) -> Response:
-        return await forward_get(request, "/v1/models")
+        models = await forward_get(request, "/v1/models")
+        return compat.models_response(models, compat.catalogue(get_settings(request)))
 
     @router.get("/models/{model_id:path}", summary="Describe one served model")
     async def get_model(
@@ -109,7 +111,8 @@ async def forward(
     request: Request, path: str, body: _OpenAIRequest, *, alias_reasoning: bool
 ) -> Response:
     settings = get_settings(request)
-    payload = body.model_dump(exclude_unset=True)
+    payload = compat.normalise(path, body.model_dump(exclude_unset=True),
+                               compat.catalogue(settings))
     streaming = bool(payload.get("stream"))
     strip_usage = streaming and _request_usage(payload, path)
     upstream = await open_upstream(
@@ -135,7 +138,7 @@ async def forward(
 
 def _request_usage(payload: dict[str, Any], path: str) -> bool:
     """Ask vLLM for a usage chunk when the client did not; True if we must strip it again."""
-    if path == "/v1/responses":  # the Responses API reports usage in its final event anyway
+    if path in ("/v1/responses", "/v1/messages"):  # these report usage in their events anyway
         return False
     options = payload.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):

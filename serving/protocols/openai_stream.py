@@ -65,7 +65,9 @@ def usage_from_event(data: bytes) -> Usage | None:
         usage = json.loads(data).get("usage") or {}
     except (ValueError, AttributeError):
         return None
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    # OpenAI's names, or Anthropic's (/v1/messages: the `message_delta` event's usage).
+    return Usage(int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+                 int(usage.get("completion_tokens") or usage.get("output_tokens") or 0))
 
 
 def is_usage_only_event(data: bytes) -> bool:

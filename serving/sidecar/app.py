@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import serving
 from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
-from serving.protocols import embedding_routes, openai_routes
+from serving.protocols import anthropic_routes, embedding_routes, openai_routes
 from serving.sidecar import health
 from serving.sidecar.body_guard import BodyGuardMiddleware, BodyLimits
 from serving.sidecar.engine_state import EngineStatus
@@ -77,6 +77,7 @@ def create_app(
 
     app.include_router(health.build_router())
     app.include_router(openai_routes.build_router())
+    app.include_router(anthropic_routes.build_router())
     app.include_router(embedding_routes.build_router())
     if importlib.util.find_spec("serving.protocols.ollama_routes") is not None:
         from serving.protocols import ollama_routes

@@ -15,7 +15,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import PayloadTooLarge, ServingError, ollama_error_body, openai_error_body
+from serving.errors import (
+    PayloadTooLarge,
+    ServingError,
+    anthropic_error_body,
+    ollama_error_body,
+    openai_error_body,
+)
 from serving.sidecar.limits import Limiter
 from serving.sidecar.load import LoadState
 from serving.sidecar.metrics import SidecarMetrics
@@ -28,7 +34,9 @@ _NOT_WORK = frozenset({"/health", "/live", "/ready", "/metrics"})
 
 
 def error_body_for_path(path: str, err: ServingError) -> dict[str, Any]:
-    """OpenAI's error shape on /v1, Ollama's everywhere else."""
+    """OpenAI's error shape on /v1 (Anthropic's on /v1/messages), Ollama's everywhere else."""
+    if path.startswith("/v1/messages"):
+        return anthropic_error_body(err)
     return openai_error_body(err) if path.startswith("/v1") else ollama_error_body(err)
 
 

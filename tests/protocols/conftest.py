@@ -40,7 +40,7 @@ def sidecar(tmp_path: Path) -> Callable[..., Any]:
     """`async with sidecar(handler) as sc:` the real app, vLLM replaced by `handler`."""
 
     @asynccontextmanager
-    async def factory(handler: Handler) -> AsyncIterator[Sidecar]:
+    async def factory(handler: Handler, **overrides: Any) -> AsyncIterator[Sidecar]:
         keys_file = tmp_path / "keys.json"
         admin_key, _ = create_key(keys_file, user="admin", permissions=["all"])
         chat_key, _ = create_key(keys_file, user="alice", permissions=["chat"])
@@ -52,7 +52,7 @@ def sidecar(tmp_path: Path) -> Callable[..., Any]:
             return handler(request)
 
         aliases = tmp_path / "state" / "aliases.json"
-        settings = SidecarSettings(keys_file=keys_file, aliases_file=aliases)
+        settings = SidecarSettings(keys_file=keys_file, aliases_file=aliases, **overrides)
         app = create_app(settings, transport=httpx.MockTransport(recording))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -127,6 +127,46 @@ def _invalid(path: str, body: Any) -> str | None:
     return None
 
 
+def anthropic_error(status: int, message: str) -> httpx.Response:
+    """vLLM's errors on /v1/messages, in Anthropic's shape."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return httpx.Response(status, json={"type": "error",
+                                        "error": {"type": kind, "message": message}})
+
+
+def _messages(path: str, content: bytes) -> httpx.Response:
+    """vLLM's Anthropic Messages API: a message with thinking + text, or its SSE events."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return anthropic_error(400, "JSON decode error")
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return anthropic_error(400, "Field required or invalid: messages")
+    if body.get("model") not in MODEL_NAMES:
+        return anthropic_error(404, f"The model `{body.get('model')}` does not exist.")
+    if path.endswith("/count_tokens"):
+        return httpx.Response(200, json={"input_tokens": 7})
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return anthropic_error(400, "max_tokens must be a positive integer")
+    usage = {"input_tokens": 7, "output_tokens": 3}
+    content_blocks = [{"type": "thinking", "thinking": "Say hello.", "signature": ""},
+                      {"type": "text", "text": "Hello."}]
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+               "content": content_blocks, "stop_reason": "end_turn", "usage": usage}
+    if not body.get("stream"):
+        return httpx.Response(200, json=message)
+    events = [("message_start", {"type": "message_start", "message": {
+        **message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 0}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": "Hello."}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                           "usage": usage}),
+        ("message_stop", {"type": "message_stop"})]
+    return _stream(b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+                            for name, data in events))
+
+
 @dataclass
 class FakeVLLM:
     """The MockTransport handler; `seen` records every request that reached "vLLM"."""
@@ -148,6 +188,8 @@ class FakeVLLM:
                 return httpx.Response(200, json=cards[0]) if cards else vllm_error(
                     404, f"The model `{name}` does not exist.")
             return vllm_error(404, "Not Found")
+        if path in ("/v1/messages", "/v1/messages/count_tokens"):
+            return _messages(path, request.content)
         if path not in ("/v1/chat/completions", "/v1/completions", "/v1/responses"):
             return vllm_error(404, "Not Found")
         try:

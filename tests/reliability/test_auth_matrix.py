@@ -20,6 +20,8 @@ PERMISSION: dict[tuple[str, str], str] = {
     ("POST", "/v1/chat/completions"): "chat",
     ("POST", "/v1/completions"): "completions",
     ("POST", "/v1/responses"): "chat",
+    ("POST", "/v1/messages"): "chat",
+    ("POST", "/v1/messages/count_tokens"): "chat",
     ("POST", "/v1/embeddings"): "embeddings",
     ("GET", "/v1/models"): "models",
     ("GET", "/v1/models/{model_id}"): "models",
