@@ -67,8 +67,11 @@ def assert_protocol_answer(path: str, response: httpx.Response, label: str) -> N
     assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
     if response.status_code < 400:
         return
-    error = response.json()["error"]
-    if path.startswith("/v1"):
+    body = response.json()
+    error = body["error"]
+    if path.startswith("/v1/messages"):  # Anthropic's shape, as its SDK expects
+        assert body["type"] == "error" and {"message", "type"} <= set(error), label
+    elif path.startswith("/v1"):
         assert isinstance(error, dict), label
         assert {"message", "type", "param", "code"} <= set(error), label
     else:
