@@ -45,7 +45,7 @@ class EngineFailed(Exception):
         self.tail = list(tail)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     # If the launcher is SIGKILLed, the kernel sends vLLM SIGTERM: no orphaned engine.
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -116,7 +116,7 @@ class EngineSupervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group: we stop vLLM and its workers together
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.state.set("starting" if self.state.restarts == 0 else "restarting",
                        pid=self._process.pid)

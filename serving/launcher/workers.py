@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import mark_process_dead
 
 from serving.config import SidecarSettings, child_environment
+from serving.launcher.process import die_with_parent
 from serving.sidecar.metrics import prometheus_dir, sidecar_metrics_text
 from serving.sidecar.upstream import EngineMetricsCache, engine_client
 
@@ -70,7 +71,8 @@ class WorkerPool:
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "serving.sidecar.worker", str(index),
-            env=self.env, stdin=asyncio.subprocess.DEVNULL)
+            env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)  # a SIGKILLed launcher leaves no worker on the port
         self.processes[index] = process
         log.info("sidecar worker %d started (pid %d)", index, process.pid)
         return process
