@@ -55,6 +55,7 @@ from serving.sidecar.metrics import record_tokens
 from serving.sidecar.upstream import (
     close_quietly,
     open_upstream,
+    raw_reads,
     read_and_close,
     unless_disconnected,
 )
@@ -122,7 +123,7 @@ async def _chunks(
     upstream: httpx.Response, state: st.StreamState
 ) -> AsyncIterator[list[dict[str, Any]]]:
     events = st.SSEEvents()
-    async for read in upstream.aiter_bytes():
+    async for read in raw_reads(upstream):
         try:
             parsed = events.feed(read)
         except ValueError:

@@ -26,6 +26,7 @@ from serving.sidecar.upstream import (
     close_quietly,
     open_upstream,
     passthrough_headers,
+    raw_reads,
     read_and_close,
     read_unless_disconnected,
 )
@@ -174,7 +175,7 @@ async def relay_stream(
     Per read: one `rfind` and two `in` scans (see `openai_stream.SSERelay`)."""
     relay = sse.SSERelay(alias=alias, strip_usage=strip_usage)
     try:
-        async for read in upstream.aiter_raw():
+        async for read in raw_reads(upstream):
             if out := relay.feed(read):
                 yield out
         if rest := relay.flush():

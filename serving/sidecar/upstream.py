@@ -53,6 +53,23 @@ def _mapped_errors() -> Iterator[None]:
         raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
 
+_AIOHTTP_RESPONSE = "serving.aiohttp_response"
+
+
+async def raw_reads(response: httpx.Response) -> AsyncIterator[bytes]:
+    """An upstream body's network reads, as `response.aiter_bytes()` gives them, minus three
+    layers of generators when the body comes from aiohttp (the relay's hot path: one pass
+    per SSE event). Failures are raised as httpx errors either way."""
+    native: aiohttp.ClientResponse | None = response.extensions.get(_AIOHTTP_RESPONSE)
+    if native is None:  # a test transport (its body may be preloaded: aiter_bytes reads both)
+        async for read in response.aiter_bytes():
+            yield read
+        return
+    with _mapped_errors():
+        async for read in native.content.iter_any():
+            yield read
+
+
 class _AiohttpBody(httpx.AsyncByteStream):
     """A response body read as the bytes arrive (`iter_any`: no waiting for a size)."""
 
@@ -108,7 +125,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             headers=response.raw_headers,
             stream=_AiohttpBody(response),
             request=request,
-            extensions={"http_version": b"HTTP/1.1"},
+            extensions={"http_version": b"HTTP/1.1", _AIOHTTP_RESPONSE: response},
         )
 
     async def aclose(self) -> None:
