@@ -26,6 +26,18 @@ def _sidecar_settings(paths: PathSettings, **overrides: object) -> SidecarSettin
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.replicas > 1:
+        from serving.launcher.replicas import ReplicasRefused, up_replicas
+
+        configure_logging(PathSettings().log_dir / "replicas.log")
+        try:
+            extra = {"SERVING_ENGINE": args.engine} if args.engine else {}
+            if args.synthetic_weights:
+                extra["SERVING_SYNTHETIC_WEIGHTS"] = "true"
+            return up_replicas(args.replicas, args.router_policy, args.port, extra)
+        except ReplicasRefused as refused:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
     from serving.launcher.plan import PlanRefused
     from serving.launcher.up import LaunchSettings, ensure_first_key, make_plans, serve
 
@@ -112,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--engine", choices=["auto", "cpu", "cuda"])
     up.add_argument("--synthetic-weights", action="store_true",
                     help="full-size model with random weights (vLLM --load-format dummy)")
+    up.add_argument("--replicas", type=int, default=1,
+                    help="N > 1: N sidecar+vLLM stacks behind a router (docs/router.md)")
+    up.add_argument("--router-policy", choices=["affinity", "roundrobin"], default="affinity",
+                    help="with --replicas: conversation affinity (default) or round robin")
     up.set_defaults(func=cmd_up)
 
     side = sub.add_parser("sidecar", help="run only the sidecar (vLLM started elsewhere)")
