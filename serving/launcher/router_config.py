@@ -58,11 +58,11 @@ class RouterConfig:
     rise: int = 2
     timeout_s: int = 600
     max_connections: int = 4096
-    # Kubernetes: discover replicas from a headless Service's DNS records instead of a list.
+    # Kubernetes: discover replicas from a headless Service's DNS records (the pod's
+    # resolv.conf nameservers) instead of a fixed list. HAProxy expands "${VAR}" in quotes.
     dns_service: str | None = None
     dns_port: int = 8000
     dns_slots: int = 16
-    dns_resolver: str | None = None
 
 
 def render_haproxy_config(config: RouterConfig) -> str:
@@ -89,10 +89,10 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "  timeout http-request 30s",
         "",
     ]
-    if config.dns_resolver is not None:
+    if config.dns_service is not None:
         lines += [
             "resolvers cluster",
-            f"  nameserver dns {config.dns_resolver}",
+            "  parse-resolv-conf",
             "  accepted_payload_size 8192",
             "  hold valid 5s",
             "",
@@ -151,8 +151,8 @@ def _backend(config: RouterConfig) -> list[str]:
     lines += [f"  server {b.name} {b.host}:{b.port} check" for b in config.backends]
     if config.dns_service is not None:
         lines.append(
-            f"  server-template replica {config.dns_slots} "
-            f"{config.dns_service}:{config.dns_port} check resolvers cluster "
+            f'  server-template replica {config.dns_slots} '
+            f'"{config.dns_service}:{config.dns_port}" check resolvers cluster '
             "init-addr none resolve-prefer ipv4"
         )
     return [*lines, ""]
@@ -160,3 +160,18 @@ def _backend(config: RouterConfig) -> list[str]:
 
 def loopback_backends(ports: Sequence[int]) -> tuple[Backend, ...]:
     return tuple(Backend(f"r{i}", "127.0.0.1", port) for i, port in enumerate(ports))
+
+
+# The router component's config (k8s/components/router/haproxy.cfg is this, rendered by
+# `make k8s-router-config`; a test keeps them equal). Replicas come from the headless Service.
+KUBERNETES = RouterConfig(
+    bind_host="0.0.0.0",
+    bind_port=8000,
+    backends=(),
+    metrics_host="0.0.0.0",
+    metrics_port=8404,
+    dns_service="gpt-oss-serving-replicas.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}",
+)
+
+if __name__ == "__main__":
+    print(render_haproxy_config(KUBERNETES), end="")
