@@ -34,7 +34,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra = {"SERVING_ENGINE": args.engine} if args.engine else {}
             if args.synthetic_weights:
                 extra["SERVING_SYNTHETIC_WEIGHTS"] = "true"
-            return up_replicas(args.replicas, args.router_policy, args.port, extra)
+            return up_replicas(args.replicas, args.router_policy, args.port, extra,
+                               args.replica_port_base)
         except ReplicasRefused as refused:
             print(f"error: {refused}", file=sys.stderr)
             return 2
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="N > 1: N sidecar+vLLM stacks behind a router (docs/router.md)")
     up.add_argument("--router-policy", choices=["affinity", "roundrobin"], default="affinity",
                     help="with --replicas: conversation affinity (default) or round robin")
+    up.add_argument("--replica-port-base", type=int,
+                    help="with --replicas: first replica port (default: the port + 100)")
     up.set_defaults(func=cmd_up)
 
     side = sub.add_parser("sidecar", help="run only the sidecar (vLLM started elsewhere)")

@@ -283,7 +283,11 @@ async def _supervise(
 
 
 def up_replicas(
-    count: int, policy: RouterPolicy, port: int | None, extra_env: Mapping[str, str]
+    count: int,
+    policy: RouterPolicy,
+    port: int | None,
+    extra_env: Mapping[str, str],
+    port_base: int | None = None,
 ) -> int:
     """The `serving up --replicas N` entry point (called by serving.cli)."""
     from serving.config import SidecarSettings
@@ -300,6 +304,7 @@ def up_replicas(
         state_dir=paths.state_dir.resolve(),
         keys_file=keys_file.resolve(),
         policy=policy,
+        port_base=port_base,
         redis_url=sidecar.redis_url,
     )
     created = ensure_first_key(paths, layout.keys_file)
