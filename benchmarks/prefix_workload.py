@@ -155,13 +155,15 @@ def read_prefix_counters(metrics_urls: Sequence[str]) -> tuple[float, float]:
     return hits, queries
 
 
-# The benchmark's stack: two replicas whose KV cache holds about half of all prefixes
-# (9 conversations x ~2K tokens = ~18K tokens; 104 blocks x 128 = 13312 tokens per engine).
-# With affinity each engine holds its own ~half; round robin makes both hold everything.
+# The benchmark's stack: two replicas whose KV cache holds about 7 of the 9 conversations'
+# prefixes (~2K tokens = ~18 blocks of 128 each, full + sliding-window layers; 136 blocks).
+# With affinity each engine holds its own share (up to 7 fit); round robin sends every
+# conversation to both engines alternately, so each must hold all 9 and LRU evicts each
+# prefix just before it is needed again.
 STACK_ENV = {
     "SERVING_ENGINE": "cpu",
     "SERVING_MAX_MODEL_LEN": "4096",
-    "SERVING_EXTRA_VLLM_ARGS": json.dumps(["--num-gpu-blocks-override", "104"]),
+    "SERVING_EXTRA_VLLM_ARGS": json.dumps(["--num-gpu-blocks-override", "136"]),
     "SERVING_EMBEDDING_MODEL": "off",
 }
 CONVERSATIONS, DOC_WORDS, TURNS, MAX_TOKENS = 9, 1300, 4, 8
