@@ -156,7 +156,8 @@ async def _spawn(argv: list[str], env: Mapping[str, str], log_path: Path,
     with log_path.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
             *argv, env=dict(env), stdout=sink, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            start_new_session=True)  # Ctrl-C reaches this process, which stops them in order
 
 
 async def _exited(process: asyncio.subprocess.Process) -> object:
