@@ -123,6 +123,8 @@ def test_inference_pool_validates_against_the_v1_schema(with_pool: Objects) -> N
     {"targetPorts": [{"number": 8000, "name": "http"}]},
     {"selector": {"app": "x"}},
     {"endpointPickerRef": {"port": {"number": 9002}}},
+    {"endpointPickerRef": {"name": "epp"}},
+    {"endpointPickerRef": {"name": "epp", "portNumber": 9002}},
 ])
 def test_the_schema_rejects_what_v1_rejects(with_pool: Objects, broken: dict[str, Any]) -> None:
     pool = json.loads(json.dumps(only(with_pool, "InferencePool", "gpt-oss-serving")))
