@@ -54,7 +54,7 @@ def test_streams_are_relayed_chunk_by_chunk(make_router, replicas):
 
 def _conversation(i: int, turns: int) -> list[dict[str, object]]:
     history = [{"role": "system", "content": f"Document {i}: " + "lorem ipsum " * 200}]
-    bodies = []
+    bodies: list[dict[str, object]] = []
     for t in range(turns):
         history = [*history, {"role": "user", "content": f"question {t}"}]
         bodies.append({"model": "gpt-oss-20b", "messages": history})
@@ -85,7 +85,7 @@ def test_round_robin_moves_conversations_between_replicas(make_router):
 
 def test_session_header_overrides_the_body(make_router):
     router = make_router(policy="affinity")
-    replicas_seen = Counter()
+    replicas_seen: Counter[str] = Counter()
     for i in range(10):
         body = {"messages": [{"role": "user", "content": f"different {i}"}]}
         response = httpx.post(f"{router.url}/api/chat", json=body,
@@ -100,7 +100,7 @@ def test_a_replica_that_is_not_ready_leaves_rotation_without_failed_requests(
     replicas[0].ready = False  # draining, starting, or its engine is down
     # Requests sent while the router has not yet seen the failed checks still succeed:
     # the replica answers them (it is still up), and afterwards none go there.
-    statuses = Counter()
+    statuses: Counter[int] = Counter()
     threads = []
 
     def call() -> None:
