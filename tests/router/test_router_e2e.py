@@ -260,12 +260,14 @@ def test_killed_engine_streams_end_with_errors_new_requests_succeed_and_it_rejoi
         error = json.loads(stream.lines[-2].removeprefix("data: "))["error"]
         assert error["code"] == "engine_unavailable"
     assert all(s.is_alive() for s in on_r1), "a stream on the healthy replica was cut"
+    print(f"streams on r0 ended within {time.monotonic() - killed_at:.1f}s of kill -9")
 
     # New requests while r0's engine is down: every one succeeds, on r1 (the router retries
     # r0's 503 before its health checks notice, and skips r0 after).
     auth = {"Authorization": f"Bearer {stack.admin_key}"}
     served: Counter[str] = Counter()
-    while time.monotonic() - killed_at < 8:
+    until = time.monotonic() + 10
+    while time.monotonic() < until or sum(served.values()) < 5:
         response = httpx.post(f"{stack.url}/v1/chat/completions", json={**CHAT, "max_tokens": 2},
                               headers={**auth, "X-Session-Id": to_r0}, timeout=60)
         assert response.status_code == 200, response.text
