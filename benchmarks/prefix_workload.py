@@ -23,6 +23,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -179,7 +180,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from serving.launcher.router_config import RouterConfig, render_haproxy_config
 
     out = args.results_dir / time.strftime("%Y%m%d-%H%M%S-prefix-routing")
-    state = out / "state"
+    out.mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="prefix-routing-"))  # keys and logs: not results
     layout = plan_replicas(2, public_host="127.0.0.1", public_port=args.port,
                            state_dir=state.resolve(), keys_file=(state / "keys.json").resolve())
     env = {**os.environ, **STACK_ENV, "SERVING_STATE_DIR": str(state.resolve()),
@@ -221,6 +223,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             stack.kill()
         rr.wait(10)
+    print(f"results: {out}; logs: {state}")
     return 0
 
 
