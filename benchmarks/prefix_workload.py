@@ -199,6 +199,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_ready([r.url for r in layout.replicas], stack)
+        time.sleep(4)  # both routers see each replica pass `rise` health checks
         key = (state / "admin.key").read_text().strip()
         metrics = [f"http://127.0.0.1:{r.vllm_port}/metrics" for r in layout.replicas]
         results = []
