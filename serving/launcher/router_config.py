@@ -87,6 +87,9 @@ def render_haproxy_config(config: RouterConfig) -> str:
         f"  timeout client {config.timeout_s}s",
         f"  timeout server {config.timeout_s}s",
         "  timeout http-request 30s",
+        # A busy replica may take a while to answer /ready; without this the check
+        # interval would also be the check timeout, and load alone would flap replicas.
+        "  timeout check 3s",
         "",
     ]
     if config.dns_service is not None:

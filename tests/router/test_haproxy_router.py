@@ -113,18 +113,28 @@ def test_a_replica_that_is_not_ready_leaves_rotation_without_failed_requests(
     for thread in threads:
         thread.join()
     assert statuses == Counter({200: 20})
-    time.sleep(0.2 * (router.config.fall + 2))
+    # Once the router has seen `fall` failed checks, r0 gets nothing (wait for that with a
+    # generous deadline instead of a fixed sleep: health checks run late on a loaded host).
+    _wait_for(lambda: _replica_of(router) == "r1" and _replica_of(router) == "r1")
     before = len(replicas[0].seen)
     for _ in range(10):
-        response = httpx.post(f"{router.url}/api/chat", json={}, timeout=10)
-        assert response.status_code == 200
-        assert response.headers[REPLICA_HEADER] == "r1"
+        assert _replica_of(router) == "r1"
     assert len(replicas[0].seen) == before
     replicas[0].ready = True
-    time.sleep(0.2 * (router.config.rise + 2))
-    back = {httpx.post(f"{router.url}/api/chat", json={}, timeout=10).headers[REPLICA_HEADER]
-            for _ in range(6)}
-    assert back == {"r0", "r1"}
+    _wait_for(lambda: _replica_of(router) == "r0")
+
+
+def _replica_of(router) -> str:
+    response = httpx.post(f"{router.url}/api/chat", json={}, timeout=10)
+    assert response.status_code == 200
+    return response.headers[REPLICA_HEADER]
+
+
+def _wait_for(condition, deadline_s: float = 20.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "the router did not react to /ready"
+        time.sleep(0.1)
 
 
 def test_a_refused_connection_is_retried_on_the_other_replica(make_router, replicas):
