@@ -26,6 +26,19 @@ def _sidecar_settings(paths: PathSettings, **overrides: object) -> SidecarSettin
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.replicas > 1:
+        from serving.launcher.replicas import ReplicasRefused, up_replicas
+
+        configure_logging(PathSettings().log_dir / "replicas.log")
+        try:
+            extra = {"SERVING_ENGINE": args.engine} if args.engine else {}
+            if args.synthetic_weights:
+                extra["SERVING_SYNTHETIC_WEIGHTS"] = "true"
+            return up_replicas(args.replicas, args.router_policy, args.port, extra,
+                               args.replica_port_base)
+        except ReplicasRefused as refused:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
     from serving.launcher.console import configure_console
     from serving.launcher.plan import PlanRefused
     from serving.launcher.up import LaunchSettings, ensure_first_key, make_plans, serve
@@ -123,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="full-size model with random weights (vLLM --load-format dummy)")
     up.add_argument("--verbose", action="store_true",
                     help="show vLLM's own output here too (it always goes to .serving/logs/)")
+    up.add_argument("--replicas", type=int, default=1,
+                    help="N > 1: N sidecar+vLLM stacks behind a router (docs/router.md)")
+    up.add_argument("--router-policy", choices=["affinity", "roundrobin"], default="affinity",
+                    help="with --replicas: conversation affinity (default) or round robin")
+    up.add_argument("--replica-port-base", type=int,
+                    help="with --replicas: first replica port (default: the port + 100)")
     up.set_defaults(func=cmd_up)
 
     side = sub.add_parser("sidecar", help="run only the sidecar (vLLM started elsewhere)")
