@@ -28,7 +28,7 @@ bench-prefix: $(VENV_STAMP) test-router-services ## routing benchmark: affinity 
 	$(PY) -m benchmarks.prefix_workload --results-dir $(RESULTS_DIR)
 
 test-router: $(VENV_STAMP) test-router-services ## router tests incl. the 2-replica e2e
-	$(PY) -m pytest tests/router tests/k8s/test_router_manifests.py $(PYTEST_ARGS)
+	SERVING_TEST_REPLICAS=1 $(PY) -m pytest tests/router tests/k8s/test_router_manifests.py $(PYTEST_ARGS)
 
 k8s-router-config: $(VENV_STAMP)
 	$(PY) -m serving.launcher.router_config > k8s/components/router/haproxy.cfg

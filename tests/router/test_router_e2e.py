@@ -37,7 +37,13 @@ from serving.launcher.router_config import REPLICA_HEADER, RouterConfig
 from serving.sidecar.keys import KeyLimits, create_key
 from tests.router.conftest import free_port, start_router
 
-pytestmark = pytest.mark.e2e
+# Two more vLLM engines next to the session's stack: 10+ minutes on 2 cores, so `make test`
+# runs the router's fake-replica tests (real HAProxy) and `make test-router` runs these too.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.environ.get("SERVING_TEST_REPLICAS") != "1",
+                       reason="2-replica e2e: make test-router"),
+]
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 1800.0
 CHAT = {"model": "gpt-oss-20b", "max_tokens": 16,
