@@ -163,7 +163,8 @@ class _Scan:
         level = depth + (kinds == _CLOSE)  # a close sits at the level of what it closes
         comma_levels = np.bincount(np.maximum(level[commas], 0))
         for at in np.flatnonzero(comma_levels + 1 > limits.max_items).tolist():
-            edges = np.flatnonzero((level == at) & ~commas)
+            # Within this level's own tokens (deeper ones would count as items otherwise).
+            edges = np.flatnonzero(~commas[level == at])
             items = int(np.diff(edges).max(initial=0))
             if items > limits.max_items:
                 raise BodyRejected(

@@ -292,3 +292,11 @@ async def test_a_client_that_leaves_mid_body_reaches_the_app_as_a_disconnect():
         {"type": "http", "method": "POST", "path": "/v1/chat/completions", "state": {}},
         receive, None)
     assert seen == [{"type": "http.disconnect"}]
+
+
+def test_items_are_counted_per_container_not_across_deeper_ones() -> None:
+    """Found by the property test under CI's profile: the tokens of nested containers
+    between two siblings were once counted as items of the level above."""
+    body = b'[[null, null, null, null, null], {"": [], ":": []}]'
+    assert verdict(body, SMALL) == reference(json.loads(body), body, SMALL) == "ok"
+    assert verdict(b"[1,2,3,4,5,6]", SMALL) == "too_many_items"
