@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.config import PathSettings
+from serving.config import PathSettings, child_environment
 from serving.launcher.router_config import (
     RouterConfig,
     RouterPolicy,
@@ -214,14 +213,14 @@ async def run_replicas(
         redis = await _spawn(
             [redis_server, "--bind", "127.0.0.1", "--port", str(layout.redis_port),
              "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
-            os.environ, redis_dir / "redis.log")
+            child_environment({}), redis_dir / "redis.log")
     children = [
         await _spawn([sys.executable, "-m", "serving", "up"],
-                     layout.replica_env(replica, {**os.environ, **(extra_env or {})}),
+                     layout.replica_env(replica, child_environment(extra_env or {})),
                      replica.state_dir / "launcher.out")
         for replica in layout.replicas
     ]
-    router = await _spawn([haproxy, "-db", "-f", str(config_path)], os.environ,
+    router = await _spawn([haproxy, "-db", "-f", str(config_path)], child_environment({}),
                           router_dir / "haproxy.log")
     log.info("router on %s:%d (HAProxy, %s), replicas on %s; logs under %s",
              layout.router.bind_host, layout.router.bind_port, layout.router.policy,
@@ -310,5 +309,5 @@ def up_replicas(
     )
     created = ensure_first_key(paths, layout.keys_file)
     if created is not None:
-        print(f"Created the first API key (permissions: all): {created}", file=sys.stderr)
+        log.info("created the first API key (permissions: all): %s", created)
     return asyncio.run(run_replicas(layout, paths.state_dir / "admin.key", extra_env))
