@@ -7,7 +7,7 @@ process, `concurrency` at a time, and reports this process's CPU time (user + sy
 speak to vLLM with:
 
 - ``httpx``: httpx 0.28 with its default transport (httpcore + h11, pure Python parsing)
-- ``httpx+aiohttp``: the same httpx API over aiohttp (``serving.sidecar.upstream``'s
+- ``httpx+aiohttp``: the same httpx API over aiohttp (``serving.upstream``'s
   transport: what the sidecar uses)
 - ``aiohttp``: aiohttp's own client (C HTTP parser), no httpx layer
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from serving.sidecar.upstream import AiohttpTransport
+from serving.upstream import AiohttpTransport
 
 BODY = {"model": "gpt-oss-20b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 Reader = Callable[[], Awaitable[int]]

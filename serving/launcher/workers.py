@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from serving.config import SidecarSettings, child_environment
 from serving.launcher.process import die_with_parent
 from serving.sidecar.metrics import prometheus_dir, sidecar_metrics_text
-from serving.sidecar.upstream import EngineMetricsCache, engine_client
+from serving.upstream import EngineMetricsCache, engine_client
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 1.0

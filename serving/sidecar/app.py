@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import serving
 from serving.config import SidecarSettings
 from serving.errors import BadRequest, NotFound, ServingError
-from serving.protocols import anthropic_routes, embedding_routes, openai_routes
+from serving.protocols import embeddings as embedding_routes
+from serving.protocols.anthropic import routes as anthropic_routes
+from serving.protocols.ollama import routes as ollama_routes
+from serving.protocols.openai import routes as openai_routes
 from serving.sidecar import health
 from serving.sidecar.body_guard import BodyGuardMiddleware, BodyLimits
 from serving.sidecar.engine_state import EngineStatus
@@ -27,7 +29,7 @@ from serving.sidecar.limits import LimitBackend, Limiter, MemoryBackend, RedisBa
 from serving.sidecar.load import LoadState, poll_engine_queue
 from serving.sidecar.metrics import SidecarMetrics
 from serving.sidecar.middleware import RequestContextMiddleware, error_body_for_path
-from serving.sidecar.upstream import EngineMetricsCache, engine_client
+from serving.upstream import EngineMetricsCache, engine_client
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,7 @@ def create_app(
     app.include_router(openai_routes.build_router())
     app.include_router(anthropic_routes.build_router())
     app.include_router(embedding_routes.build_router())
-    if importlib.util.find_spec("serving.protocols.ollama_routes") is not None:
-        from serving.protocols import ollama_routes
-
-        app.include_router(ollama_routes.build_router())
+    app.include_router(ollama_routes.build_router())
 
     _install_error_handlers(app)
     app.add_middleware(BodyGuardMiddleware, limits=BodyLimits.from_settings(settings))  # inner

@@ -14,7 +14,7 @@ from serving.config import SidecarSettings
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require_permission
 from serving.sidecar.engine_state import EngineStatus
 from serving.sidecar.metrics import prometheus_dir, sidecar_metrics_text
-from serving.sidecar.upstream import EngineMetricsCache
+from serving.upstream import EngineMetricsCache
 
 log = logging.getLogger(__name__)
 READY_PROBE_TIMEOUT_S = 2.0

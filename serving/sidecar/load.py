@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from serving.config import SidecarSettings
 from serving.sidecar.limits import Overloaded
-from serving.sidecar.upstream import EngineMetricsCache
+from serving.upstream import EngineMetricsCache
 
 log = logging.getLogger(__name__)
 _WAITING = re.compile(rb"^vllm:num_requests_waiting(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.M)

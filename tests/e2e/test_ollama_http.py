@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from serving.protocols.ollama_context import context_to_messages, harmony_encoding
+from serving.protocols.ollama.context import context_to_messages, harmony_encoding
 
 pytestmark = pytest.mark.e2e
 

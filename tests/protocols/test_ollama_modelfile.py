@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serving.errors import BadRequest
-from serving.protocols.ollama_modelfile import (
+from serving.protocols.ollama.modelfile import (
     Preset,
     apply_to_chat,
     apply_to_generate,
@@ -16,7 +16,7 @@ from serving.protocols.ollama_modelfile import (
     render_modelfile,
     spec_from_create,
 )
-from serving.protocols.ollama_types import ChatRequest, CreateRequest, GenerateRequest
+from serving.protocols.ollama.types import ChatRequest, CreateRequest, GenerateRequest
 
 GUIDE = '''# the Ollama guide's example
 FROM gpt-oss:20b

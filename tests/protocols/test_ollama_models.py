@@ -11,7 +11,7 @@ import pytest
 
 from serving.config import SERVED_MODEL_NAMES
 from serving.errors import BadRequest, NotFound
-from serving.protocols.ollama_models import ModelRegistry, normalize, read_checkpoint
+from serving.protocols.ollama.models import ModelRegistry, normalize, read_checkpoint
 from tests.protocols.ollama_fakes import FakeVLLM
 
 

@@ -12,8 +12,8 @@ import httpx
 from starlette.requests import Request
 
 from serving.config import SidecarSettings
-from serving.protocols.ollama_routes import _ndjson
-from serving.protocols.ollama_stream import StreamState
+from serving.protocols.ollama.routes import _ndjson
+from serving.protocols.ollama.stream import StreamState
 from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key
 from tests.protocols.ollama_fakes import FakeVLLM, sse

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from serving.protocols.ollama_context import context_to_messages
+from serving.protocols.ollama.context import context_to_messages
 from tests.protocols.data.capture import CASES, replay, translate
 
 DATA = Path(__file__).parent / "data"

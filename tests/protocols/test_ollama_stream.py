@@ -7,8 +7,8 @@ import json
 import pytest
 
 from serving.errors import ServingError
-from serving.protocols.ollama_context import RETURN, harmony_encoding
-from serving.protocols.ollama_stream import (
+from serving.protocols.ollama.context import RETURN, harmony_encoding
+from serving.protocols.ollama.stream import (
     StreamState,
     aggregate,
     final_lines,

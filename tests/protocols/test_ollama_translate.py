@@ -7,15 +7,15 @@ import json
 import pytest
 
 from serving.errors import BadRequest
-from serving.protocols.ollama_context import harmony_encoding
-from serving.protocols.ollama_translate import (
+from serving.protocols.ollama.context import harmony_encoding
+from serving.protocols.ollama.translate import (
     IGNORED_OPTIONS,
     OPTION_MAP,
     ollama_chat_to_openai,
     ollama_generate_to_openai,
     options_to_sampling,
 )
-from serving.protocols.ollama_types import ChatRequest, GenerateRequest, Options, parse_body
+from serving.protocols.ollama.types import ChatRequest, GenerateRequest, Options, parse_body
 
 # The seed's options table (000): every row, with its documented example value.
 SEED_OPTIONS = {

@@ -10,9 +10,9 @@ import pytest
 from fastapi import Response
 
 from serving.config import SERVED_MODEL_NAMES
-from serving.protocols.ollama_modelfile import Preset
-from serving.protocols.ollama_models import ModelRegistry
-from serving.protocols.openai_compat import models_response, normalise
+from serving.protocols.ollama.modelfile import Preset
+from serving.protocols.ollama.models import ModelRegistry
+from serving.protocols.openai.compat import models_response, normalise
 
 PRESET = Preset(base="gpt-oss:20b", system="You are Mario.",
                 parameters={"temperature": 0.8, "num_predict": 50, "stop": ["<x>"], "top_k": 5},

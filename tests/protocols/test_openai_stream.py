@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.protocols.openai_stream import (
+from serving.protocols.openai.stream import (
     SSERelay,
     alias_reasoning,
     is_usage_only_event,

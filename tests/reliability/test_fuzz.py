@@ -5,7 +5,7 @@ Checks on every response: no 5xx, no hang (10 s per request), status code, conte
 headers and body conform to the schema. Positive and negative (schema-violating) inputs.
 
 The Ollama routes read their bodies themselves (``parse_body``), so FastAPI's schema has no
-request body for them; the fuzz adds the bodies from ``serving.protocols.ollama_types`` so
+request body for them; the fuzz adds the bodies from ``serving.protocols.ollama.types`` so
 those routes get real inputs too.
 
 ``make test`` runs a short pass (FUZZ_EXAMPLES_DEFAULT examples per operation and mode);
@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serving.protocols import ollama_types as ot
+from serving.protocols.ollama import types as ot
 from tests.reliability.conftest import build_app, make_keys, openapi_schema, operations
 from tests.reliability.fakes import MODEL_NAMES, FakeVLLM
 

@@ -9,7 +9,7 @@ import httpx
 
 from serving.sidecar.engine_state import EngineState, EngineStateView
 from serving.sidecar.host_limits import HostBackend
-from serving.sidecar.upstream import EngineMetricsCache
+from serving.upstream import EngineMetricsCache
 
 
 async def test_two_host_backends_on_one_file_share_counters(tmp_path):

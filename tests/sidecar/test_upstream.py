@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from serving.errors import UpstreamTimeout, UpstreamUnavailable, from_upstream_exception
-from serving.sidecar.upstream import engine_client, open_upstream
+from serving.upstream import engine_client, open_upstream
 from tests.conftest import free_port
 
 

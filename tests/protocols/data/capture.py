@@ -16,14 +16,14 @@ from pathlib import Path
 
 import httpx
 
-from serving.protocols.ollama_stream import (
+from serving.protocols.ollama.stream import (
     StreamState,
     final_lines,
     openai_chunk_to_ollama,
     parse_sse_line,
 )
-from serving.protocols.ollama_translate import ollama_chat_to_openai, ollama_generate_to_openai
-from serving.protocols.ollama_types import ChatRequest, GenerateRequest
+from serving.protocols.ollama.translate import ollama_chat_to_openai, ollama_generate_to_openai
+from serving.protocols.ollama.types import ChatRequest, GenerateRequest
 
 HERE = Path(__file__).parent
 MODEL = "gpt-oss:20b"

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from serving.errors import BadRequest
-from serving.protocols.ollama_types import (
+from serving.protocols.ollama.types import (
     ChatRequest,
     CreateRequest,
     GenerateRequest,

@@ -34,17 +34,17 @@ from serving.errors import (
     error_responses,
     from_upstream_exception,
 )
-from serving.protocols import ollama_stream as st
-from serving.protocols import ollama_translate as tr
-from serving.protocols.ollama_context import harmony_encoding
-from serving.protocols.ollama_model_routes import (
+from serving.protocols.ollama import stream as st
+from serving.protocols.ollama import translate as tr
+from serving.protocols.ollama.context import harmony_encoding
+from serving.protocols.ollama.model_routes import (
     add_model_routes,
     ollama_state,
     registry,
     served_model,
 )
-from serving.protocols.ollama_modelfile import apply_to_chat, apply_to_generate
-from serving.protocols.ollama_types import (
+from serving.protocols.ollama.modelfile import apply_to_chat, apply_to_generate
+from serving.protocols.ollama.types import (
     ChatRequest,
     GenerateRequest,
     is_zero_duration,
@@ -52,7 +52,7 @@ from serving.protocols.ollama_types import (
 )
 from serving.sidecar.deps import Principal, get_upstream, require
 from serving.sidecar.metrics import record_tokens
-from serving.sidecar.upstream import (
+from serving.upstream import (
     close_quietly,
     open_upstream,
     raw_reads,
@@ -281,7 +281,7 @@ def build_router() -> APIRouter:
                          summary="Generate (prompt)")
     router.add_api_route("/api/chat", chat, methods=["POST"], responses=_NDJSON,
                          summary="Chat (messages, tools)")
-    # /api/embed and /api/embeddings: serving.protocols.embedding_routes (companion model).
+    # /api/embed and /api/embeddings: serving.protocols.embeddings (companion model).
     router.add_api_route("/api/version", version, methods=["GET"], summary="Ollama API version")
     router.add_api_route("/", root, methods=["GET"], response_class=PlainTextResponse,
                          summary="Ollama is running")

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.errors import BadRequest, ServingError, error_responses, from_upstream_exception
-from serving.protocols.ollama_model_routes import registry
-from serving.protocols.ollama_types import parse_body
+from serving.protocols.ollama.model_routes import registry
+from serving.protocols.ollama.types import parse_body
 from serving.sidecar.deps import Principal, get_settings, require
 from serving.sidecar.metrics import record_tokens
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import msgspec
 
 from serving.errors import ServingError
-from serving.protocols.ollama_context import build_context
-from serving.protocols.ollama_logprobs import choice_logprobs
+from serving.protocols.ollama.context import build_context
+from serving.protocols.ollama.logprobs import choice_logprobs
 
 # vLLM finish_reason -> Ollama done_reason.
 DONE_REASON: dict[str, str] = {"stop": "stop", "length": "length", "tool_calls": "stop"}

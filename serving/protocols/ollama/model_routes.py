@@ -22,9 +22,9 @@ from serving.errors import (
     NotFound,
     UpstreamUnavailable,
 )
-from serving.protocols import ollama_modelfile as modelfile
-from serving.protocols import ollama_models as models
-from serving.protocols.ollama_types import (
+from serving.protocols.ollama import modelfile as modelfile
+from serving.protocols.ollama import models as models
+from serving.protocols.ollama.types import (
     CopyRequest,
     CreateRequest,
     DeleteRequest,
@@ -34,7 +34,7 @@ from serving.protocols.ollama_types import (
     parse_body,
 )
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
-from serving.sidecar.upstream import open_upstream, read_and_close
+from serving.upstream import open_upstream, read_and_close
 
 _models = Depends(require("models"))
 _admin = Depends(require("admin"))

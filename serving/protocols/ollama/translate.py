@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.errors import BadRequest
-from serving.protocols.ollama_context import context_to_messages
-from serving.protocols.ollama_logprobs import logprob_fields
-from serving.protocols.ollama_types import ChatRequest, GenerateRequest, Message, Options
+from serving.protocols.ollama.context import context_to_messages
+from serving.protocols.ollama.logprobs import logprob_fields
+from serving.protocols.ollama.types import ChatRequest, GenerateRequest, Message, Options
 
 # Ollama option -> vLLM sampling parameter (OpenAI request field).
 OPTION_MAP: dict[str, str] = {

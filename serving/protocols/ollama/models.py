@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import BadRequest, NotFound
-from serving.protocols.ollama_modelfile import Preset, parameters_text, render_modelfile
+from serving.protocols.ollama.modelfile import Preset, parameters_text, render_modelfile
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request, Response
 
 from serving.errors import error_responses
-from serving.protocols.openai_routes import _OpenAIRequest, forward
+from serving.protocols.openai.routes import _OpenAIRequest, forward
 from serving.sidecar.deps import Principal, require
 
 

@@ -18,11 +18,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from serving.errors import ServingError, error_responses, from_upstream_exception
-from serving.protocols import openai_compat as compat
-from serving.protocols import openai_stream as sse
+from serving.protocols.openai import compat as compat
+from serving.protocols.openai import stream as sse
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
 from serving.sidecar.metrics import record_tokens
-from serving.sidecar.upstream import (
+from serving.upstream import (
     close_quietly,
     open_upstream,
     passthrough_headers,

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse
 
 from serving.config import SidecarSettings
 from serving.errors import NotFound
-from serving.protocols.ollama_modelfile import Preset
-from serving.protocols.ollama_models import ModelRegistry
+from serving.protocols.ollama.modelfile import Preset
+from serving.protocols.ollama.models import ModelRegistry
 
 
 class Catalogue(Protocol):
