@@ -1,13 +1,26 @@
-"""The sidecar's error hierarchy and the single place where upstream failures are classified.
+"""The sidecar's error hierarchy, the single place where upstream failures are classified,
+and the error dialects.
 
-Routes raise these; the app renders them in the protocol of the route (OpenAI's
-``{"error": {...}}`` on /v1, Ollama's ``{"error": "..."}`` on /api). Errors are classified by
+Routes raise these; each router renders them in its own protocol's shape (its `Dialect`:
+OpenAI's ``{"error": {...}}``, Anthropic's ``{"type": "error", ...}``, Ollama's
+``{"error": "..."}``), through its route class (`dialect_route`). Errors are classified by
 exception type, never by matching their text.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
 import httpx
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 
@@ -175,9 +188,77 @@ _OLLAMA_ERROR_SCHEMA: dict[str, object] = {
 }
 
 
-def error_responses(shape: str) -> dict[int | str, dict[str, object]]:
-    """`responses=` for a router: every error status with the body of its protocol."""
-    schemas = {"openai": _OPENAI_ERROR_SCHEMA, "anthropic": _ANTHROPIC_ERROR_SCHEMA}
-    schema = schemas.get(shape, _OLLAMA_ERROR_SCHEMA)
-    return {status: {"description": text, "content": {"application/json": {"schema": schema}}}
-            for status, text in _ERROR_DESCRIPTIONS.items()}
+@dataclass(frozen=True)
+class Dialect:
+    """How one protocol writes its errors: the body, and its schema for OpenAPI."""
+
+    name: str
+    body: Callable[[ServingError], dict[str, object]]
+    schema: dict[str, object]
+
+    def render(self, err: ServingError, request_id: str | None = None) -> JSONResponse:
+        headers = dict(err.headers)
+        if request_id is not None:
+            headers["x-request-id"] = request_id
+        return JSONResponse(self.body(err), status_code=err.status_code, headers=headers)
+
+    def responses(self) -> dict[int | str, dict[str, Any]]:
+        """`responses=` for a router: every error status with this dialect's body."""
+        content = {"application/json": {"schema": self.schema}}
+        return {status: {"description": text, "content": content}
+                for status, text in _ERROR_DESCRIPTIONS.items()}
+
+
+OPENAI = Dialect("openai", openai_error_body, _OPENAI_ERROR_SCHEMA)
+ANTHROPIC = Dialect("anthropic", anthropic_error_body, _ANTHROPIC_ERROR_SCHEMA)
+OLLAMA = Dialect("ollama", ollama_error_body, _OLLAMA_ERROR_SCHEMA)
+
+
+def validation_error(exc: RequestValidationError) -> BadRequest:
+    """One clear sentence naming the first offending field."""
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "parse error")
+        return BadRequest(f"Malformed JSON body: {detail}.")
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location) or "body"
+    return BadRequest(f"Invalid field '{field}': {first.get('msg', 'invalid value')}.", param=field)
+
+
+def unexpected_error(request_id: str) -> ServingError:
+    return ServingError(f"Internal error in the sidecar (request {request_id}).")
+
+
+def dialect_route(dialect: Dialect) -> type[APIRoute]:
+    """A route class that answers every error of its routes (dependencies included) in
+    `dialect`: give it to a router as `APIRouter(route_class=dialect_route(OPENAI))`."""
+
+    class DialectRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handle = super().get_route_handler()
+
+            async def handle_in_dialect(request: Request) -> Response:
+                try:
+                    return await handle(request)
+                except ServingError as err:
+                    return dialect.render(err)
+                except RequestValidationError as exc:
+                    return dialect.render(validation_error(exc))
+
+            return handle_in_dialect
+
+    DialectRoute.__name__ = f"{dialect.name.title()}Route"
+    return DialectRoute
+
+
+@dataclass(frozen=True)
+class DialectsByPath:
+    """For errors written before any router ran (body too large, unknown path): the dialect
+    of the router mounted at the longest matching prefix, else `default`."""
+
+    mounts: tuple[tuple[str, Dialect], ...]
+    default: Dialect
+
+    def for_path(self, path: str) -> Dialect:
+        matching = [(prefix, d) for prefix, d in self.mounts if path.startswith(prefix)]
+        return max(matching, key=lambda m: len(m[0]))[1] if matching else self.default

@@ -32,6 +32,7 @@ from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineState
 from serving.sidecar.health import all_metrics_text
 from serving.sidecar.keys import KeyLimits, create_key, read_key_file
+from serving.sidecar.state import SidecarControl, services_of
 from serving.sidecar.worker import CHAT_STATE_FILE, EMBEDDING_STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,9 @@ class _InProcessSidecar:
 
     def __init__(self, sidecar: SidecarSettings, engines: Mapping[str, EngineSupervisor]) -> None:
         embedding = engines.get("embedding")
-        self.app = create_app(sidecar, engine=engines["chat"].state,
-                              embedding_engine=embedding.state if embedding else None)
+        self.control = SidecarControl(engine=engines["chat"].state,
+                                      embedding_engine=embedding.state if embedding else None)
+        self.app = create_app(sidecar, control=self.control)
         self.server = _Server(uvicorn.Config(
             self.app, host=sidecar.host, port=sidecar.port, log_config=None,
             access_log=False,  # the sidecar writes its own one-line access log
@@ -186,11 +188,11 @@ class _InProcessSidecar:
         await self.server.serve()
 
     async def metrics(self) -> bytes:
-        return await all_metrics_text(self.app)
+        return await all_metrics_text(services_of(self.app))
 
     async def drain(self) -> None:
         """Readiness off and no new connections; uvicorn then waits for in-flight requests."""
-        self.app.state.draining = True
+        self.control.drain()
         self.server.should_exit = True
 
     async def aclose(self) -> None:

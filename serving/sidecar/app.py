@@ -1,4 +1,10 @@
-"""`create_app(settings)`: the FastAPI sidecar in front of vLLM."""
+"""`create_app(settings)`: the FastAPI sidecar in front of vLLM.
+
+The only place where the sidecar meets the protocols: it builds the services
+(serving.sidecar.state), mounts each protocol's router and the operations router, and wraps
+them in the request middleware. Each router answers errors in its own dialect; errors written
+before any router ran take the dialect of the router mounted at that path.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,27 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import serving
 from serving.config import SidecarSettings
-from serving.errors import BadRequest, NotFound, ServingError
-from serving.protocols import embeddings as embedding_routes
+from serving.errors import (
+    ANTHROPIC,
+    OLLAMA,
+    OPENAI,
+    DialectsByPath,
+    NotFound,
+    ServingError,
+    unexpected_error,
+    validation_error,
+)
 from serving.protocols.anthropic import routes as anthropic_routes
 from serving.protocols.ollama import routes as ollama_routes
 from serving.protocols.openai import routes as openai_routes
@@ -28,10 +44,21 @@ from serving.sidecar.keys import KeyStore, read_key_file
 from serving.sidecar.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from serving.sidecar.load import LoadState, poll_engine_queue
 from serving.sidecar.metrics import SidecarMetrics
-from serving.sidecar.middleware import RequestContextMiddleware, error_body_for_path
+from serving.sidecar.middleware import RequestContextMiddleware
+from serving.sidecar.state import (
+    EngineClients,
+    Services,
+    SidecarControl,
+    attach,
+    request_state_if_any,
+)
 from serving.upstream import EngineMetricsCache, engine_client
 
 log = logging.getLogger(__name__)
+
+# Where each dialect's routers are mounted, for errors written before routing (413, 404).
+DIALECTS = DialectsByPath(
+    mounts=(("/v1", OPENAI), ("/v1/messages", ANTHROPIC), ("/api", OLLAMA)), default=OLLAMA)
 
 
 def create_app(
@@ -40,25 +67,34 @@ def create_app(
     engine: EngineStatus | None = None,
     embedding_engine: EngineStatus | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    control: SidecarControl | None = None,
 ) -> FastAPI:
-    """Build the sidecar. `engine` comes from the launcher (None when run standalone);
-    `transport` lets unit tests stand in for vLLM with httpx.MockTransport."""
+    """Build the sidecar. The launcher passes `control` (drain, the engines' status; or just
+    `engine`); `transport` lets unit tests stand in for vLLM with httpx.MockTransport."""
     read_key_file(settings.keys_file)  # fail fast: unreadable or world-readable key file
+    control = control or SidecarControl(engine=engine, embedding_engine=embedding_engine)
+    metrics = SidecarMetrics()
+    services = Services(
+        settings=settings,
+        control=control,
+        keys=KeyStore(settings.keys_file),
+        metrics=metrics,
+        load=LoadState(),
+        limiter=Limiter(_limit_backend(settings, metrics)),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _engine_clients(settings, transport) as (client, embedding_client):
-            app.state.upstream = client
-            app.state.embedding_upstream = embedding_client
-            app.state.engine_metrics = EngineMetricsCache(client)
+        async with _engine_clients(settings, transport) as engines:
+            services.open_engines(engines)
             poller = asyncio.create_task(poll_engine_queue(
-                app.state.engine_metrics, app.state.load, settings.engine_poll_interval_s))
+                engines.metrics, services.load, settings.engine_poll_interval_s))
             try:
                 yield
             finally:
                 poller.cancel()
-                if isinstance(backend, RedisBackend | HostBackend):
-                    await backend.aclose()
+                services.open_engines(None)
+                await services.limiter.aclose()
 
     app = FastAPI(
         title="gpt-oss serving sidecar",
@@ -67,32 +103,34 @@ def create_app(
         "the OpenAI API passed through and the Ollama API translated.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.embedding_engine = embedding_engine
-    app.state.draining = False
-    app.state.keys = KeyStore(settings.keys_file)
-    app.state.metrics = SidecarMetrics()
-    app.state.load = LoadState()
-    backend = _limit_backend(settings, app.state.metrics)
-    app.state.limiter = Limiter(backend)
-
+    attach(app, services)
     app.include_router(health.build_router())
     app.include_router(openai_routes.build_router())
     app.include_router(anthropic_routes.build_router())
-    app.include_router(embedding_routes.build_router())
     app.include_router(ollama_routes.build_router())
 
+    app.openapi = lambda: _openapi_with_route_components(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
-    app.add_middleware(BodyGuardMiddleware, limits=BodyLimits.from_settings(settings))  # inner
-    app.add_middleware(
-        RequestContextMiddleware,
-        metrics=app.state.metrics,
-        max_body_bytes=settings.max_body_bytes,
-        load=app.state.load,
-        limiter=app.state.limiter,
-    )
+    app.add_middleware(BodyGuardMiddleware, limits=BodyLimits.from_settings(settings),
+                       dialects=DIALECTS)  # inner
+    app.add_middleware(RequestContextMiddleware, metrics=metrics,
+                       max_body_bytes=settings.max_body_bytes, load=services.load,
+                       dialects=DIALECTS)
     return app
+
+
+def _openapi_with_route_components(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the component schemas that routes parsing their own bodies
+    declared (`x-components` in their `openapi_extra`, see ollama.types.openapi_body)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                components.update(operation.pop("x-components", {}))
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _limit_backend(settings: SidecarSettings, metrics: SidecarMetrics) -> LimitBackend:
@@ -108,27 +146,28 @@ def _limit_backend(settings: SidecarSettings, metrics: SidecarMetrics) -> LimitB
 @asynccontextmanager
 async def _engine_clients(
     settings: SidecarSettings, transport: httpx.AsyncBaseTransport | None
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient | None]]:
-    """The chat engine's client and the embedding engine's (None when embeddings are off)."""
+) -> AsyncIterator[EngineClients]:
+    """The chat engine's client, the embedding engine's (None when embeddings are off), and
+    the cache of the chat engine's metrics."""
     def client(url: str) -> httpx.AsyncClient:
         return engine_client(url, connect_timeout_s=settings.upstream_connect_timeout_s,
                              read_timeout_s=settings.upstream_read_timeout_s, transport=transport)
 
     async with client(settings.upstream_url) as chat:
         if settings.embedding_upstream_url is None:
-            yield chat, None
+            yield EngineClients(chat, None, EngineMetricsCache(chat))
             return
         async with client(settings.embedding_upstream_url) as embedding:
-            yield chat, embedding
+            yield EngineClients(chat, embedding, EngineMetricsCache(chat))
 
 
 def _render(request: Request, err: ServingError) -> JSONResponse:
-    return JSONResponse(
-        error_body_for_path(request.url.path, err), status_code=err.status_code, headers=err.headers
-    )
+    return DIALECTS.for_path(request.url.path).render(err)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    """For what no router answered itself: unknown paths and methods, unexpected errors."""
+
     @app.exception_handler(ServingError)
     async def on_serving_error(request: Request, exc: ServingError) -> JSONResponse:
         return _render(request, exc)
@@ -150,17 +189,5 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        request_id = getattr(request.state, "request_id", "?")
-        message = f"Internal error in the sidecar (request {request_id})."
-        return _render(request, ServingError(message))
-
-
-def validation_error(exc: RequestValidationError) -> BadRequest:
-    """One clear sentence naming the first offending field."""
-    first = exc.errors()[0] if exc.errors() else {}
-    if first.get("type") == "json_invalid":
-        detail = first.get("ctx", {}).get("error", "parse error")
-        return BadRequest(f"Malformed JSON body: {detail}.")
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    field = ".".join(location) or "body"
-    return BadRequest(f"Invalid field '{field}': {first.get('msg', 'invalid value')}.", param=field)
+        state = request_state_if_any(request.scope)
+        return _render(request, unexpected_error(state.request_id if state else "?"))

@@ -29,8 +29,9 @@ import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import SidecarSettings
-from serving.errors import BadRequest, ServingError
+from serving.errors import BadRequest, DialectsByPath, ServingError
 from serving.sidecar.middleware import send_error
+from serving.sidecar.state import request_state_if_any
 
 # Requests without a body by definition: passed through without buffering.
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -222,9 +223,10 @@ class BodyGuardMiddleware:
     middleware), checks it, and replays it to the app in one piece; later receive() calls
     (the client's disconnect) pass through. Requests without a body are not touched."""
 
-    def __init__(self, app: ASGIApp, *, limits: BodyLimits) -> None:
+    def __init__(self, app: ASGIApp, *, limits: BodyLimits, dialects: DialectsByPath) -> None:
         self.app = app
         self.limits = limits
+        self.dialects = dialects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _BODYLESS_METHODS:
@@ -243,8 +245,9 @@ class BodyGuardMiddleware:
                 check_body(body, self.limits)
                 message = {"type": "http.request", "body": body, "more_body": False}
         except ServingError as err:  # over a bound, or over the body size (outer middleware)
-            request_id = scope.get("state", {}).get("request_id", "")
-            await send_error(send, scope["path"], err, request_id)
+            state = request_state_if_any(scope)
+            request_id = state.request_id if state is not None else ""
+            await send_error(send, self.dialects, scope["path"], err, request_id)
             return
         await self.app(scope, _replay([message], receive), send)
 

@@ -54,6 +54,7 @@ class LimitBackend(Protocol):
     async def incr(self, name: str, amount: int, ttl_s: int) -> int: ...
     async def get(self, name: str) -> int: ...
     async def probe(self) -> dict[str, object]: ...
+    async def aclose(self) -> None: ...
 
 
 class MemoryBackend:
@@ -79,6 +80,9 @@ class MemoryBackend:
 
     async def probe(self) -> dict[str, object]:
         return {"backend": "memory", "state": "in_process"}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class RedisBackend:
@@ -269,6 +273,9 @@ class Limiter:
     async def probe(self) -> dict[str, object]:
         """Where the limits are counted now (for /ready)."""
         return await self.backend.probe()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
 
     async def release(self, lease: Lease) -> None:
         if lease.released:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -56,23 +55,3 @@ def sidecar_metrics_text(own: CollectorRegistry | None, multiprocess_dir: Path |
 
 def prometheus_dir(shared_state_dir: Path | None) -> Path | None:
     return shared_state_dir / "prometheus" if shared_state_dir is not None else None
-
-
-def route_label(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
-
-
-def user_label(request: Request) -> str:
-    principal = getattr(request.state, "principal", None)
-    return principal.user if principal is not None else "anonymous"
-
-
-def record_tokens(request: Request, *, prompt_tokens: int, completion_tokens: int) -> None:
-    metrics: SidecarMetrics = request.app.state.metrics
-    route, user = route_label(request), user_label(request)
-    metrics.tokens.labels(route, user, "prompt").inc(max(prompt_tokens, 0))
-    metrics.tokens.labels(route, user, "completion").inc(max(completion_tokens, 0))
-    lease = getattr(request.state, "lease", None)
-    if lease is not None:  # charged against the key's tokens-per-minute when it is released
-        lease.tokens += max(prompt_tokens, 0) + max(completion_tokens, 0)

@@ -1,5 +1,8 @@
 """Pure ASGI middleware: request id, body-size limit, metrics and one access-log line.
 
+It creates the request's `RequestState` (serving.sidecar.state); the auth dependencies fill
+in the caller and the admission lease, whose rate-limit headers it adds to the response.
+
 Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through without buffering and
 the latency histogram covers the whole stream, last byte included.
 """
@@ -11,20 +14,13 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import (
-    PayloadTooLarge,
-    ServingError,
-    anthropic_error_body,
-    ollama_error_body,
-    openai_error_body,
-)
-from serving.sidecar.limits import Limiter
+from serving.errors import DialectsByPath, PayloadTooLarge, ServingError
 from serving.sidecar.load import LoadState
 from serving.sidecar.metrics import SidecarMetrics
+from serving.sidecar.state import RequestState, start_request
 
 access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -33,15 +29,11 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _NOT_WORK = frozenset({"/health", "/live", "/ready", "/metrics"})
 
 
-def error_body_for_path(path: str, err: ServingError) -> dict[str, Any]:
-    """OpenAI's error shape on /v1 (Anthropic's on /v1/messages), Ollama's everywhere else."""
-    if path.startswith("/v1/messages"):
-        return anthropic_error_body(err)
-    return openai_error_body(err) if path.startswith("/v1") else ollama_error_body(err)
-
-
-async def send_error(send: Send, path: str, err: ServingError, request_id: str) -> None:
-    body = json.dumps(error_body_for_path(path, err)).encode()
+async def send_error(
+    send: Send, dialects: DialectsByPath, path: str, err: ServingError, request_id: str
+) -> None:
+    """An error answered before any route ran, in the dialect of the router at `path`."""
+    body = json.dumps(dialects.for_path(path).body(err)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -60,13 +52,13 @@ class RequestContextMiddleware:
         metrics: SidecarMetrics,
         max_body_bytes: int,
         load: LoadState,
-        limiter: Limiter,
+        dialects: DialectsByPath,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.load = load
-        self.limiter = limiter
+        self.dialects = dialects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,15 +67,15 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         supplied = headers.get("x-request-id", "")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = start_request(scope, request_id)
         path: str = scope["path"]
         started = time.perf_counter()
         status = {"code": 500}
 
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_error(send, path, self._too_large(), request_id)
-            self._finish(scope, path, 413, started, request_id)
+            await send_error(send, self.dialects, path, self._too_large(), request_id)
+            self._finish(scope, state, 413, started)
             return
 
         received = 0
@@ -100,8 +92,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                lease = scope["state"].get("lease")
-                extra = lease.headers.items() if lease is not None else ()
+                extra = state.lease.headers.items() if state.lease is not None else ()
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -117,10 +108,7 @@ class RequestContextMiddleware:
         finally:
             self.metrics.in_flight.dec(work)
             self.load.in_flight -= work
-            lease = scope["state"].get("lease")
-            if lease is not None:
-                await self.limiter.release(lease)
-            self._finish(scope, path, status["code"], started, request_id)
+            self._finish(scope, state, status["code"], started)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -128,13 +116,11 @@ class RequestContextMiddleware:
             "(SERVING_MAX_BODY_BYTES)."
         )
 
-    def _finish(
-        self, scope: Scope, path: str, status: int, started: float, request_id: str
-    ) -> None:
+    def _finish(self, scope: Scope, state: RequestState, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        principal = scope.get("state", {}).get("principal")
-        user = principal.user if principal is not None else "anonymous"
+        user = state.principal.user if state.principal is not None else "anonymous"
+        path, request_id = scope["path"], state.request_id
         method = scope["method"]
         self.metrics.requests.labels(route, method, str(status), user).inc()
         self.metrics.latency.labels(route, method).observe(elapsed)

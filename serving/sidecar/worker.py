@@ -20,6 +20,7 @@ from serving.config import PathSettings, SidecarSettings
 from serving.logging_setup import configure_logging
 from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineStateView
+from serving.sidecar.state import SidecarControl
 
 CHAT_STATE_FILE = "engine-chat.json"
 EMBEDDING_STATE_FILE = "engine-embedding.json"
@@ -49,12 +50,14 @@ def main() -> int:
     # The launcher writes the mirrors before it starts workers; a standalone sidecar
     # (`serving sidecar`, vLLM started elsewhere) has none, and no engine state to report.
     chat, embedding = (shared / name for name in (CHAT_STATE_FILE, EMBEDDING_STATE_FILE))
-    app = create_app(settings, engine=EngineStateView(chat) if chat.exists() else None,
-                     embedding_engine=EngineStateView(embedding) if embedding.exists() else None)
+    control = SidecarControl(
+        engine=EngineStateView(chat) if chat.exists() else None,
+        embedding_engine=EngineStateView(embedding) if embedding.exists() else None)
+    app = create_app(settings, control=control)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:
-            app.state.draining = True  # /ready says 503 for as long as requests drain
+            control.drain()  # /ready says 503 for as long as requests drain
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     server = Server(uvicorn.Config(

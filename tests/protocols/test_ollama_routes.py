@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
-from starlette.requests import Request
 
-from serving.config import SidecarSettings
 from serving.protocols.ollama.routes import _ndjson
 from serving.protocols.ollama.stream import StreamState
-from serving.sidecar.app import create_app
-from serving.sidecar.keys import create_key
+from serving.sidecar.interface import Call
 from tests.protocols.ollama_fakes import FakeVLLM, sse
 
 
@@ -227,26 +223,22 @@ class _EndlessBody(httpx.AsyncByteStream):
         self.closed = True
 
 
-async def test_client_disconnect_closes_the_upstream_request(tmp_path: Path) -> None:
-    keys = tmp_path / "keys.json"
-    create_key(keys, user="u", permissions=["all"])
-    app = create_app(SidecarSettings(keys_file=keys, aliases_file=tmp_path / "a.json"))
-    request = Request(
-        {
-            "type": "http",
-            "app": app,
-            "method": "POST",
-            "path": "/api/chat",
-            "headers": [],
-            "state": {},
-        }
-    )
+async def test_client_disconnect_closes_the_upstream_request() -> None:
+    counted: list[int] = []
+
+    class _Call:  # what _ndjson uses of the sidecar's Call
+        request_id = "r1"
+
+        def record_tokens(self, *, prompt_tokens: int, completion_tokens: int) -> None:
+            counted.append(prompt_tokens + completion_tokens)
+
+    call = cast(Call, _Call())
     body = _EndlessBody()
     state = StreamState(kind="chat", model="m", show_thinking=True, started_ns=0)
     received: list[bytes] = []
 
     async def consume() -> None:  # what Starlette does with a StreamingResponse body
-        async for piece in _ndjson(request, httpx.Response(200, stream=body), state):
+        async for piece in _ndjson(call, httpx.Response(200, stream=body), state):
             received.append(piece)
 
     async with anyio.create_task_group() as group:
@@ -255,3 +247,4 @@ async def test_client_disconnect_closes_the_upstream_request(tmp_path: Path) -> 
         group.cancel_scope.cancel()  # the client went away: Starlette cancels the stream
     assert json.loads(received[0])["message"]["content"] == "Häj"
     assert body.closed  # closing the upstream connection makes vLLM abort the request
+    assert counted == [0]  # accounted once, with what the stream reported (no usage yet)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serving.sidecar.app import DIALECTS
 from serving.sidecar.body_guard import BodyLimits, BodyRejected, check_body
 from tests.reliability.conftest import openapi_schema, operations
 
@@ -252,7 +253,7 @@ async def test_the_middleware_replays_the_body_then_passes_the_disconnect_throug
     async def send(message: Any) -> None:
         raise AssertionError(f"nothing is sent for an accepted body: {message}")
 
-    guard = BodyGuardMiddleware(app, limits=BodyLimits())
+    guard = BodyGuardMiddleware(app, limits=BodyLimits(), dialects=DIALECTS)
     await guard({"type": "http", "method": "POST", "path": "/api/chat", "state": {}},
                 receive, send)
     assert seen == [{"type": "http.request", "body": b'{"a": [1, 2]}', "more_body": False},
@@ -270,7 +271,7 @@ async def test_the_middleware_leaves_bodyless_requests_alone():
     async def app(scope: Any, receive: Any, send: Any) -> None:
         called.append(scope["method"])
 
-    await BodyGuardMiddleware(app, limits=BodyLimits())(
+    await BodyGuardMiddleware(app, limits=BodyLimits(), dialects=DIALECTS)(
         {"type": "http", "method": "GET", "path": "/v1/models"}, receive, None)
     assert called == ["GET"]
 
@@ -288,7 +289,7 @@ async def test_a_client_that_leaves_mid_body_reaches_the_app_as_a_disconnect():
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(await receive())
 
-    await BodyGuardMiddleware(app, limits=BodyLimits())(
+    await BodyGuardMiddleware(app, limits=BodyLimits(), dialects=DIALECTS)(
         {"type": "http", "method": "POST", "path": "/v1/chat/completions", "state": {}},
         receive, None)
     assert seen == [{"type": "http.disconnect"}]

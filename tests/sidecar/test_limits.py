@@ -14,6 +14,7 @@ import pytest
 
 from serving.sidecar.keys import KeyLimits, KeyRecord, create_key
 from serving.sidecar.limits import Limiter, MemoryBackend, RateLimited, RedisBackend
+from serving.sidecar.state import services_of
 from tests.conftest import free_port
 from tests.prometheus_text import metric_sum
 
@@ -93,7 +94,7 @@ async def test_429_in_both_protocol_shapes_with_headers(make_sidecar):
 async def test_overloaded_engine_queue_gives_503(make_sidecar):
     async with make_sidecar(lambda r: httpx.Response(200, json=REPLY),
                             max_engine_waiting=4) as sc:
-        sc.client._transport.app.state.load.engine_waiting = 10  # as read from vLLM's /metrics
+        services_of(sc.client._transport.app).load.engine_waiting = 10  # as read from vLLM's /metrics
         response = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth())
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"

@@ -1,4 +1,4 @@
-"""Ollama API routes: validate, translate (ollama_translate), call vLLM, translate back.
+"""Ollama API routes: validate, translate (`translate`), call vLLM, translate back (`stream`).
 
 Upstream requests are always streamed (``stream_options.include_usage``) so the timings
 are measured for real; a non-streaming Ollama request aggregates the stream. Errors before
@@ -18,40 +18,38 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from serving.errors import (
+    OLLAMA,
     BadRequest,
     Forbidden,
     NotFound,
     PayloadTooLarge,
     ServingError,
     UpstreamUnavailable,
-    error_responses,
+    dialect_route,
     from_upstream_exception,
 )
+from serving.protocols.names import model_names
+from serving.protocols.ollama import embeddings
 from serving.protocols.ollama import stream as st
 from serving.protocols.ollama import translate as tr
 from serving.protocols.ollama.context import harmony_encoding
-from serving.protocols.ollama.model_routes import (
-    add_model_routes,
-    ollama_state,
-    registry,
-    served_model,
-)
+from serving.protocols.ollama.model_routes import OllamaState, add_model_routes, served_model
 from serving.protocols.ollama.modelfile import apply_to_chat, apply_to_generate
 from serving.protocols.ollama.types import (
     ChatRequest,
     GenerateRequest,
     is_zero_duration,
+    openapi_body,
     parse_body,
 )
-from serving.sidecar.deps import Principal, get_upstream, require
-from serving.sidecar.metrics import record_tokens
+from serving.sidecar.interface import Call, work
 from serving.upstream import (
     close_quietly,
     open_upstream,
@@ -96,26 +94,24 @@ def upstream_error(status: int, raw: bytes) -> ServingError:
     return err
 
 
-def _note(request: Request, translation: tr.Translation) -> None:
-    seen = ollama_state(request).logged_options
+def _note(call: Call, router_state: OllamaState, translation: tr.Translation) -> None:
+    seen = router_state.logged_options
     for name in translation.ignored_options:
         if name not in seen:
             seen.add(name)
             reason = tr.IGNORED_OPTIONS.get(name, "unknown option")
             log.info("Ollama option %r accepted and ignored (%s); logged once", name, reason)
     for note in translation.notes:
-        log.info("ollama request %s: %s", request.state.request_id, note)
+        log.info("ollama request %s: %s", call.request_id, note)
 
 
-def _account(request: Request, state: st.StreamState) -> None:
-    record_tokens(
-        request, prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
-    )
-    for call in state.dropped_tool_calls:
+def _account(call: Call, state: st.StreamState) -> None:
+    call.record_tokens(prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens)
+    for dropped in state.dropped_tool_calls:
         log.warning(
             "request %s: dropped a malformed tool call from the model: %.200r",
-            request.state.request_id,
-            call,
+            call.request_id,
+            dropped,
         )
 
 
@@ -135,7 +131,7 @@ async def _chunks(
 
 
 async def _ndjson(
-    request: Request, upstream: httpx.Response, state: st.StreamState
+    call: Call, upstream: httpx.Response, state: st.StreamState
 ) -> AsyncIterator[bytes]:
     try:
         async for lines in _chunks(upstream, state):
@@ -149,7 +145,7 @@ async def _ndjson(
         yield st.encode_ndjson([{"error": err.message}])
     finally:
         await close_quietly(upstream)
-        _account(request, state)
+        _account(call, state)
 
 
 async def _collect(
@@ -166,35 +162,40 @@ async def _collect(
 
 
 async def run(
-    request: Request, translation: tr.Translation, state: st.StreamState, *, stream: bool
+    request: Request,
+    call: Call,
+    router_state: OllamaState,
+    translation: tr.Translation,
+    state: st.StreamState,
+    *,
+    stream: bool,
 ) -> Response:
-    """Send the translated request to vLLM and answer in Ollama's dialect."""
-    _note(request, translation)
-    headers = {"x-request-id": request.state.request_id}
+    """Send the translated request to vLLM and answer in Ollama's dialect; `request` only to
+    notice our client leaving."""
+    _note(call, router_state, translation)
     upstream = await open_upstream(
-        get_upstream(request), "POST", translation.path, json=translation.body, headers=headers
+        call.upstream, "POST", translation.path, json=translation.body, headers=call.trace_headers
     )
     state.accepted_ns = time.perf_counter_ns()
     if upstream.status_code != 200:
         raise upstream_error(upstream.status_code, await read_and_close(upstream))
     if stream:
         return StreamingResponse(
-            _ndjson(request, upstream, state), media_type="application/x-ndjson"
+            _ndjson(call, upstream, state), media_type="application/x-ndjson"
         )
     try:
         result = await _collect(request, upstream, state)
     finally:
         await close_quietly(upstream)
-        _account(request, state)
+        _account(call, state)
     return JSONResponse(result) if result is not None else Response(status_code=499)
 
 
-async def _max_model_len(request: Request, options: Any) -> int | None:
+async def _max_model_len(call: Call, state: OllamaState, options: Any) -> int | None:
     """Only needed to report num_ctx clamping; fetched once per app."""
-    state = ollama_state(request)
     if options is None or options.num_ctx is None or state.max_model_len is not None:
         return state.max_model_len
-    return (await served_model(request)).max_model_len
+    return (await served_model(call, state)).max_model_len
 
 
 def _loaded(kind: st.Kind, model: str, keep_alive: float | str | None) -> JSONResponse:
@@ -214,49 +215,57 @@ def _loaded(kind: st.Kind, model: str, keep_alive: float | str | None) -> JSONRe
     return JSONResponse(body)
 
 
-async def generate(request: Request, principal: Principal = Depends(require("chat"))) -> Response:
-    started = time.perf_counter_ns()
-    req = parse_body(GenerateRequest, await request.body())
-    upstream_model, preset = registry(request).lookup(req.model)
-    if req.raw and not {"completions", "all"} & principal.permissions:
-        raise Forbidden(
-            f"This API key (user '{principal.user}') lacks the 'completions' "
-            "permission needed for raw: true."
+Chat = Annotated[Call, Depends(work("chat"))]
+
+
+class OllamaChatRoutes:
+    """/api/generate and /api/chat; one instance per router, sharing the router's state."""
+
+    def __init__(self, state: OllamaState) -> None:
+        self.state = state
+
+    async def generate(self, request: Request, call: Chat) -> Response:
+        started = time.perf_counter_ns()
+        req = parse_body(GenerateRequest, await request.body())
+        upstream_model, preset = model_names(call.settings).lookup(req.model)
+        if req.raw and not call.principal.may("completions"):
+            raise Forbidden(
+                f"This API key (user '{call.principal.user}') lacks the 'completions' "
+                "permission needed for raw: true."
+            )
+        if not req.prompt and not req.context and not req.raw:
+            return _loaded("generate", req.model, req.keep_alive)
+        prefix: list[dict[str, Any]] = []
+        if preset is not None:
+            req, prefix = apply_to_generate(req, preset)
+        translation = tr.ollama_generate_to_openai(
+            req, upstream_model=upstream_model, prefix=prefix,
+            max_model_len=await _max_model_len(call, self.state, req.options),
         )
-    if not req.prompt and not req.context and not req.raw:
-        return _loaded("generate", req.model, req.keep_alive)
-    prefix: list[dict[str, Any]] = []
-    if preset is not None:
-        req, prefix = apply_to_generate(req, preset)
-    translation = tr.ollama_generate_to_openai(
-        req, upstream_model=upstream_model, prefix=prefix,
-        max_model_len=await _max_model_len(request, req.options),
-    )
-    state = st.StreamState(
-        kind="generate",
-        model=req.model,
-        show_thinking=req.think is not False,
-        started_ns=started,
-        want_context=not req.raw,
-    )
-    return await run(request, translation, state, stream=req.stream)
+        state = st.StreamState(
+            kind="generate",
+            model=req.model,
+            show_thinking=req.think is not False,
+            started_ns=started,
+            want_context=not req.raw,
+        )
+        return await run(request, call, self.state, translation, state, stream=req.stream)
 
-
-async def chat(request: Request, _: Principal = Depends(require("chat"))) -> Response:
-    started = time.perf_counter_ns()
-    req = parse_body(ChatRequest, await request.body())
-    upstream_model, preset = registry(request).lookup(req.model)
-    if not req.messages:
-        return _loaded("chat", req.model, req.keep_alive)
-    if preset is not None:
-        req = apply_to_chat(req, preset)
-    translation = tr.ollama_chat_to_openai(
-        req, upstream_model=upstream_model, max_model_len=await _max_model_len(request, req.options)
-    )
-    state = st.StreamState(
-        kind="chat", model=req.model, show_thinking=req.think is not False, started_ns=started
-    )
-    return await run(request, translation, state, stream=req.stream)
+    async def chat(self, request: Request, call: Chat) -> Response:
+        started = time.perf_counter_ns()
+        req = parse_body(ChatRequest, await request.body())
+        upstream_model, preset = model_names(call.settings).lookup(req.model)
+        if not req.messages:
+            return _loaded("chat", req.model, req.keep_alive)
+        if preset is not None:
+            req = apply_to_chat(req, preset)
+        max_model_len = await _max_model_len(call, self.state, req.options)
+        translation = tr.ollama_chat_to_openai(
+            req, upstream_model=upstream_model, max_model_len=max_model_len)
+        state = st.StreamState(
+            kind="chat", model=req.model, show_thinking=req.think is not False, started_ns=started
+        )
+        return await run(request, call, self.state, translation, state, stream=req.stream)
 
 
 async def version() -> dict[str, str]:
@@ -276,16 +285,19 @@ def build_router() -> APIRouter:
     # Load the harmony vocabulary now (~0.7 s, once per process) rather than inside the first
     # request that carries a `context`, where it would block the event loop.
     harmony_encoding()
-    router = APIRouter(tags=["Ollama"], responses=error_responses("ollama"))
-    router.add_api_route("/api/generate", generate, methods=["POST"], responses=_NDJSON,
-                         summary="Generate (prompt)")
-    router.add_api_route("/api/chat", chat, methods=["POST"], responses=_NDJSON,
-                         summary="Chat (messages, tools)")
-    # /api/embed and /api/embeddings: serving.protocols.embeddings (companion model).
+    router = APIRouter(tags=["Ollama"], route_class=dialect_route(OLLAMA),
+                       responses=OLLAMA.responses())
+    state = OllamaState()
+    chat = OllamaChatRoutes(state)
+    router.add_api_route("/api/generate", chat.generate, methods=["POST"], responses=_NDJSON,
+                         summary="Generate (prompt)", openapi_extra=openapi_body(GenerateRequest))
+    router.add_api_route("/api/chat", chat.chat, methods=["POST"], responses=_NDJSON,
+                         summary="Chat (messages, tools)", openapi_extra=openapi_body(ChatRequest))
     router.add_api_route("/api/version", version, methods=["GET"], summary="Ollama API version")
     router.add_api_route("/", root, methods=["GET"], response_class=PlainTextResponse,
                          summary="Ollama is running")
     # HEAD is the same handler; a second schema entry would duplicate the operation id.
     router.add_api_route("/", root, methods=["HEAD"], include_in_schema=False)
-    add_model_routes(router)
+    add_model_routes(router, state)
+    router.include_router(embeddings.build_router())
     return router

@@ -241,3 +241,14 @@ def parse_body(model: type[M], raw: bytes) -> M:
         first = exc.errors()[0]
         field = _location(tuple(first["loc"]))
         raise BadRequest(f"invalid value for '{field}': {first['msg']}", param=field) from None
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra=` for a route that parses its JSON body itself (Ollama's clients and
+    examples send it without a JSON content type): the body's schema, as a component.
+    The `x-components` are moved into the schema's components when the app renders it."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = {**schema.pop("$defs", {}), model.__name__: schema}
+    reference = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": reference}}}, "x-components": components}

@@ -20,10 +20,8 @@ from typing import Any, Protocol
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
-from serving.config import SidecarSettings
 from serving.errors import NotFound
 from serving.protocols.ollama.modelfile import Preset
-from serving.protocols.ollama.models import ModelRegistry
 
 
 class Catalogue(Protocol):
@@ -34,11 +32,6 @@ class Catalogue(Protocol):
     def lookup(self, name: str) -> tuple[str, Preset | None]: ...
 
     def presets(self) -> dict[str, Preset]: ...
-
-
-def catalogue(settings: SidecarSettings) -> ModelRegistry:
-    """The names the deployment answers to (no I/O until a lookup)."""
-    return ModelRegistry(tuple(settings.served_model_names), settings.aliases_file)
 
 
 # Preset PARAMETER (Ollama option) -> request field, per upstream path.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -17,11 +17,12 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from serving.errors import ServingError, error_responses, from_upstream_exception
+from serving.errors import OPENAI, ServingError, dialect_route, from_upstream_exception
+from serving.protocols.names import model_names
 from serving.protocols.openai import compat as compat
+from serving.protocols.openai import embeddings
 from serving.protocols.openai import stream as sse
-from serving.sidecar.deps import Principal, get_settings, get_upstream, require
-from serving.sidecar.metrics import record_tokens
+from serving.sidecar.interface import Call, work
 from serving.upstream import (
     close_quietly,
     open_upstream,
@@ -32,7 +33,7 @@ from serving.upstream import (
 )
 
 
-class _OpenAIRequest(BaseModel):
+class OpenAIRequest(BaseModel):
     """Only what the sidecar itself looks at; every other field goes to vLLM untouched."""
 
     model_config = ConfigDict(extra="allow")
@@ -40,15 +41,15 @@ class _OpenAIRequest(BaseModel):
     stream: bool | None = None
 
 
-class ChatCompletionRequest(_OpenAIRequest):
+class ChatCompletionRequest(OpenAIRequest):
     messages: list[dict[str, Any]]
 
 
-class CompletionRequest(_OpenAIRequest):
+class CompletionRequest(OpenAIRequest):
     prompt: str | list[Any]
 
 
-class ResponsesRequest(_OpenAIRequest):
+class ResponsesRequest(OpenAIRequest):
     input: str | list[Any]
 
 
@@ -57,72 +58,71 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 
 
+Chat = Annotated[Call, Depends(work("chat"))]
+Completions = Annotated[Call, Depends(work("completions"))]
+Models = Annotated[Call, Depends(work("models"))]
+
+
 def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["OpenAI"], responses=error_responses("openai"))
+    router = APIRouter(prefix="/v1", tags=["OpenAI"], route_class=dialect_route(OPENAI),
+                       responses=OPENAI.responses())
 
     @router.post("/chat/completions", responses=_STREAMED,
                  summary="Chat completion (streaming or not)")
     async def chat_completions(
-        request: Request,
-        body: ChatCompletionRequest = Body(...),
-        _: Principal = Depends(require("chat")),
+        request: Request, call: Chat, body: ChatCompletionRequest = Body(...)
     ) -> Response:
-        return await forward(request, "/v1/chat/completions", body, alias_reasoning=True)
+        return await forward(request, call, "/v1/chat/completions", body, alias_reasoning=True)
 
     @router.post("/completions", responses=_STREAMED,
                  summary="Text completion (raw prompt)")
     async def completions(
-        request: Request,
-        body: CompletionRequest = Body(...),
-        _: Principal = Depends(require("completions")),
+        request: Request, call: Completions, body: CompletionRequest = Body(...)
     ) -> Response:
-        return await forward(request, "/v1/completions", body, alias_reasoning=False)
+        return await forward(request, call, "/v1/completions", body, alias_reasoning=False)
 
     @router.post("/responses", responses=_STREAMED,
                  summary="Responses API")
     async def responses(
-        request: Request,
-        body: ResponsesRequest = Body(...),
-        _: Principal = Depends(require("chat")),
+        request: Request, call: Chat, body: ResponsesRequest = Body(...)
     ) -> Response:
-        return await forward(request, "/v1/responses", body, alias_reasoning=False)
+        return await forward(request, call, "/v1/responses", body, alias_reasoning=False)
 
     @router.get("/models", summary="List the served model names")
-    async def list_models(request: Request, _: Principal = Depends(require("models"))) -> Response:
-        models = await forward_get(request, "/v1/models")
-        return compat.models_response(models, compat.catalogue(get_settings(request)))
+    async def list_models(call: Models) -> Response:
+        models = await forward_get(call, "/v1/models")
+        return compat.models_response(models, model_names(call.settings))
 
     @router.get("/models/{model_id:path}", summary="Describe one served model")
-    async def get_model(
-        request: Request, model_id: str, _: Principal = Depends(require("models"))
-    ) -> Response:
+    async def get_model(call: Models, model_id: str) -> Response:
         # Quoted: a decoded "../" or control character must not change the upstream path.
-        return await forward_get(request, f"/v1/models/{quote(model_id, safe='')}")
+        return await forward_get(call, f"/v1/models/{quote(model_id, safe='')}")
 
+    router.include_router(embeddings.build_router(), prefix="")
     return router
 
 
-async def forward_get(request: Request, path: str) -> Response:
-    upstream = await open_upstream(get_upstream(request), "GET", path, headers=_trace(request))
+async def forward_get(call: Call, path: str) -> Response:
+    upstream = await open_upstream(call.upstream, "GET", path, headers=call.trace_headers)
     body = await read_and_close(upstream)
     return Response(body, upstream.status_code, headers=passthrough_headers(upstream))
 
 
 async def forward(
-    request: Request, path: str, body: _OpenAIRequest, *, alias_reasoning: bool
+    request: Request, call: Call, path: str, body: OpenAIRequest, *, alias_reasoning: bool
 ) -> Response:
-    settings = get_settings(request)
+    """Pass one request through to vLLM; `request` only to notice our client leaving."""
     payload = compat.normalise(path, body.model_dump(exclude_unset=True),
-                               compat.catalogue(settings))
+                               model_names(call.settings))
     streaming = bool(payload.get("stream"))
     strip_usage = streaming and _request_usage(payload, path)
     upstream = await open_upstream(
-        get_upstream(request), "POST", path, json=payload, headers=_trace(request)
+        call.upstream, "POST", path, json=payload, headers=call.trace_headers
     )
-    alias = alias_reasoning and settings.reasoning_content_alias
+    alias = alias_reasoning and call.settings.reasoning_content_alias
     if streaming and upstream.status_code == 200:
         return StreamingResponse(
-            relay_stream(request, upstream, alias=alias, strip_usage=strip_usage),
+            relay_stream(call, upstream, alias=alias, strip_usage=strip_usage),
             media_type="text/event-stream",
             headers=passthrough_headers(upstream),
         )
@@ -133,7 +133,7 @@ async def forward(
     if raw is None:  # our client left; vLLM's request was aborted with the connection
         return Response(status_code=499)
     if upstream.status_code == 200:
-        raw = _account_and_alias(request, raw, alias=alias)
+        raw = _account_and_alias(call, raw, alias=alias)
     return Response(raw, upstream.status_code, headers=passthrough_headers(upstream))
 
 
@@ -149,15 +149,14 @@ def _request_usage(payload: dict[str, Any], path: str) -> bool:
     return True
 
 
-def _account_and_alias(request: Request, raw: bytes, *, alias: bool) -> bytes:
+def _account_and_alias(call: Call, raw: bytes, *, alias: bool) -> bytes:
     try:
         parsed = json.loads(raw)
     except ValueError:
         return raw
     usage = parsed.get("usage") if isinstance(parsed, dict) else None
     if isinstance(usage, dict):
-        record_tokens(
-            request,
+        call.record_tokens(
             prompt_tokens=int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
             completion_tokens=int(
                 usage.get("completion_tokens") or usage.get("output_tokens") or 0
@@ -169,7 +168,7 @@ def _account_and_alias(request: Request, raw: bytes, *, alias: bool) -> bytes:
 
 
 async def relay_stream(
-    request: Request, upstream: httpx.Response, *, alias: bool, strip_usage: bool
+    call: Call, upstream: httpx.Response, *, alias: bool, strip_usage: bool
 ) -> AsyncIterator[bytes]:
     """Forward SSE reads as they arrive; an upstream failure becomes an SSE error event.
     Per read: one `rfind` and two `in` scans (see `openai_stream.SSERelay`)."""
@@ -186,10 +185,5 @@ async def relay_stream(
     finally:
         await close_quietly(upstream)
         if relay.usage is not None:
-            record_tokens(request, prompt_tokens=relay.usage.prompt_tokens,
-                          completion_tokens=relay.usage.completion_tokens)
-
-
-def _trace(request: Request) -> dict[str, str]:
-    return {"x-request-id": request.state.request_id}
-
+            call.record_tokens(prompt_tokens=relay.usage.prompt_tokens,
+                               completion_tokens=relay.usage.completion_tokens)

@@ -1,0 +1,71 @@
+"""`/api/embed` and the legacy `/api/embeddings`, answered by the companion embedding engine
+(see serving.protocols.embedding_engine) and written as Ollama writes them."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.errors import OLLAMA, dialect_route
+from serving.protocols.embedding_engine import embed, json_body
+from serving.protocols.ollama.types import parse_body
+from serving.sidecar.interface import Call, work
+
+
+class OllamaEmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | list[str]
+    truncate: bool = Field(default=True, description="Cut inputs to the model's context.")
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class OllamaEmbeddingsRequest(BaseModel):
+    """The legacy single-prompt shape: `{"model", "prompt"}` → `{"embedding": [...]}`."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+
+
+Embeddings = Annotated[Call, Depends(work("embeddings"))]
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["Ollama"], route_class=dialect_route(OLLAMA),
+                       responses=OLLAMA.responses())
+
+    @router.post("/api/embed", summary="Embeddings for one or more inputs",
+                 openapi_extra=json_body(OllamaEmbedRequest))
+    async def ollama_embed(request: Request, call: Embeddings) -> JSONResponse:
+        # Parsed by hand: Ollama's own examples (curl -d) send JSON without a Content-Type.
+        body = parse_body(OllamaEmbedRequest, await request.body())
+        inputs = [body.input] if isinstance(body.input, str) else body.input
+        started = time.perf_counter_ns()
+        result = await embed(call, body.model, inputs, truncate=body.truncate,
+                             dimensions=body.dimensions)
+        return JSONResponse({
+            "model": result["model"],
+            "embeddings": [item["embedding"] for item in result["data"]],
+            "total_duration": time.perf_counter_ns() - started,
+            "load_duration": 0,  # the model stays loaded on a dedicated server
+            "prompt_eval_count": int((result.get("usage") or {}).get("prompt_tokens") or 0),
+        })
+
+    @router.post("/api/embeddings", summary="Embedding of one prompt (legacy)",
+                 openapi_extra=json_body(OllamaEmbeddingsRequest))
+    async def ollama_embeddings(request: Request, call: Embeddings) -> JSONResponse:
+        body = parse_body(OllamaEmbeddingsRequest, await request.body())
+        result = await embed(call, body.model, [body.prompt], truncate=True, dimensions=None)
+        return JSONResponse({"embedding": result["data"][0]["embedding"],
+                             "model": result["model"]})
+
+    return router
