@@ -26,9 +26,23 @@ RETRY_AFTER_SECONDS = 5
 
 
 class ServingError(Exception):
+    """An error with its HTTP status, OpenAI error type and code. A subclass states them as
+    class keywords: ``class Gone(ServingError, status=410, kind="...", code="...")``."""
+
     status_code = 500
     error_type = "server_error"
     code = "internal_error"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, kind: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+        if kind is not None:
+            cls.error_type = kind
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
@@ -46,50 +60,40 @@ class ServingError(Exception):
             self.code = code
 
 
-class BadRequest(ServingError):
-    status_code = 400
-    error_type = "invalid_request_error"
-    code = "bad_request"
+class BadRequest(ServingError, status=400, kind="invalid_request_error", code="bad_request"):
+    """The request is invalid; the message names the field."""
 
 
-class Unauthorized(ServingError):
-    status_code = 401
-    error_type = "authentication_error"
-    code = "invalid_api_key"
+class Unauthorized(ServingError, status=401, kind="authentication_error", code="invalid_api_key"):
+    """Missing, wrong or revoked API key."""
 
 
-class Forbidden(ServingError):
-    status_code = 403
-    error_type = "permission_error"
-    code = "insufficient_permissions"
+class Forbidden(ServingError, status=403, kind="permission_error", code="insufficient_permissions"):
+    """The key lacks the permission the route needs."""
 
 
-class NotFound(ServingError):
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "not_found"
+class NotFound(ServingError, status=404, kind="invalid_request_error", code="not_found"):
+    """Unknown model or path."""
 
 
-class PayloadTooLarge(ServingError):
-    status_code = 413
-    error_type = "invalid_request_error"
-    code = "payload_too_large"
+class PayloadTooLarge(
+    ServingError, status=413, kind="invalid_request_error", code="payload_too_large"
+):
+    """The body is over SERVING_MAX_BODY_BYTES or a body bound."""
 
 
-class UpstreamUnavailable(ServingError):
-    status_code = 503
-    error_type = "service_unavailable"
-    code = "engine_unavailable"
+class UpstreamUnavailable(
+    ServingError, status=503, kind="service_unavailable", code="engine_unavailable"
+):
+    """vLLM cannot be reached (starting, restarting) or went away."""
 
     def __init__(self, message: str, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
 
 
-class UpstreamTimeout(ServingError):
-    status_code = 504
-    error_type = "timeout"
-    code = "engine_timeout"
+class UpstreamTimeout(ServingError, status=504, kind="timeout", code="engine_timeout"):
+    """vLLM did not answer in time."""
 
 
 def from_upstream_exception(exc: httpx.HTTPError) -> ServingError:

@@ -49,13 +49,9 @@ class EngineState:
             self.write_mirror(self.mirror)
 
     def describe(self) -> dict[str, object]:
-        return {
-            "phase": self.phase,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "last_exit_code": self.last_exit_code,
-            "seconds_in_phase": round(time.monotonic() - self.since, 1),
-        }
+        facts = ("phase", "pid", "restarts", "last_exit_code")
+        return {**{name: getattr(self, name) for name in facts},
+                "seconds_in_phase": round(time.monotonic() - self.since, 1)}
 
     def write_mirror(self, path: Path) -> None:
         """Atomically (write + rename): a reader never sees half a file."""

@@ -38,16 +38,12 @@ return redis.call('DECRBY', KEYS[1], amount)
 """
 
 
-class RateLimited(ServingError):
-    status_code = 429
-    error_type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+class RateLimited(ServingError, status=429, kind="rate_limit_error", code="rate_limit_exceeded"):
+    """A per-key limit is spent (Retry-After says until when)."""
 
 
-class Overloaded(ServingError):
-    status_code = 503
-    error_type = "service_unavailable"
-    code = "overloaded"
+class Overloaded(ServingError, status=503, kind="service_unavailable", code="overloaded"):
+    """The sidecar or vLLM's queue is full (Retry-After)."""
 
 
 class LimitBackend(Protocol):

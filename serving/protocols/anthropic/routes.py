@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request, Response
 
 from serving.errors import ANTHROPIC, dialect_route
-from serving.protocols.openai.routes import OpenAIRequest, forward
+from serving.protocols.openai.routes import OpenAIRequest, PassThrough, forward
 from serving.sidecar.interface import Call, work
 
 
@@ -27,10 +27,6 @@ class MessagesRequest(OpenAIRequest):
     messages: list[dict[str, Any]]
 
 
-_STREAMED: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {}, "text/event-stream": {}}}}
-
-
 Chat = Annotated[Call, Depends(work("chat"))]
 
 
@@ -38,12 +34,8 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["Anthropic"], route_class=dialect_route(ANTHROPIC),
                        responses=ANTHROPIC.responses())
 
-    @router.post("/messages", responses=_STREAMED,
-                 summary="Anthropic Messages (streaming or not; thinking blocks)")
-    async def messages(
-        request: Request, call: Chat, body: MessagesRequest = Body(...)
-    ) -> Response:
-        return await forward(request, call, "/v1/messages", body, alias_reasoning=False)
+    PassThrough("/v1/messages", MessagesRequest, "chat",
+                "Anthropic Messages (streaming or not; thinking blocks)").add_to(router)
 
     @router.post("/messages/count_tokens", summary="Count the input tokens of a Messages request")
     async def count_tokens(

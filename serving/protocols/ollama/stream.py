@@ -1,4 +1,4 @@
-"""vLLM's SSE chunks -> Ollama NDJSON objects (the request direction is ollama_translate.py).
+"""vLLM's SSE chunks -> Ollama NDJSON objects (the request direction is translate.py).
 
 Pure functions: no I/O and no clock reads (the route passes ``now_ns`` and ``created_at``).
 Tool calls are sent to the client once complete (Ollama never streams partial arguments), in

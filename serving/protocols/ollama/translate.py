@@ -1,4 +1,4 @@
-"""Ollama requests -> vLLM's OpenAI API (the other direction is ollama_stream.py).
+"""Ollama requests -> vLLM's OpenAI API (the other direction is stream.py).
 
 Pure functions, no I/O.
 The tables below are the whole mapping; read them first.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from serving.errors import BadRequest
 
@@ -30,7 +30,7 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    # runtime (mapped onto vLLM sampling parameters, see ollama_translate.OPTION_MAP)
+    # runtime (mapped onto vLLM sampling parameters, see translate.OPTION_MAP)
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -44,7 +44,7 @@ class Options(BaseModel):
     num_ctx: int | None = Field(default=None, ge=1)
     # Not an Ollama option, but the seed code puts it here: honoured like the top-level field.
     format: Format | None = None
-    # accepted, no effect on vLLM (see ollama_translate.IGNORED_OPTIONS)
+    # accepted, no effect on vLLM (see translate.IGNORED_OPTIONS)
     typical_p: float | None = None
     tfs_z: float | None = None
     mirostat: int | None = None
@@ -100,20 +100,19 @@ class Tool(_Wire):
     function: ToolFunction
 
 
+# Ollama's default is to stream; null counts as absent (Go *bool semantics).
+OllamaStream = Annotated[bool, BeforeValidator(lambda value: True if value is None else value)]
+
+
 class _Inference(_Wire):
     model: str = Field(min_length=1)
-    stream: bool = True  # Ollama's default; null counts as absent (Go *bool semantics)
+    stream: OllamaStream = True
     format: Format | None = None
     options: Options | None = None
     keep_alive: float | str | None = None
     think: bool | ThinkLevel | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-
-    @field_validator("stream", mode="before")
-    @classmethod
-    def _null_stream(cls, value: object) -> object:
-        return True if value is None else value
 
 
 class GenerateRequest(_Inference):
@@ -168,7 +167,7 @@ class CreateRequest(_Named):
     ``messages``, ...) or the legacy ``modelfile`` string."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    stream: bool = True
+    stream: OllamaStream = True
     from_: str | None = Field(default=None, alias="from")
     system: str | None = None
     parameters: dict[str, Any] | None = None
@@ -182,11 +181,6 @@ class CreateRequest(_Named):
     quantize: str | None = None
     quantization: str | None = None
     remote_host: str | None = None
-
-    @field_validator("stream", mode="before")
-    @classmethod
-    def _null_stream(cls, value: object) -> object:
-        return True if value is None else value
 
 
 class CopyRequest(_Wire):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -58,35 +59,50 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 
 
-Chat = Annotated[Call, Depends(work("chat"))]
-Completions = Annotated[Call, Depends(work("completions"))]
 Models = Annotated[Call, Depends(work("models"))]
+
+
+@dataclass(frozen=True)
+class PassThrough:
+    """A route that forwards its body to the same path of vLLM."""
+
+    path: str  # vLLM's path, under /v1
+    body: type[OpenAIRequest]
+    permission: str
+    summary: str
+    alias_reasoning: bool = False  # add `reasoning_content` next to vLLM's `reasoning`
+
+    def add_to(self, router: APIRouter) -> None:
+        call_dependency = Depends(work(self.permission))
+
+        async def endpoint(
+            request: Request, body: OpenAIRequest = Body(...), call: Call = call_dependency
+        ) -> Response:
+            return await forward(request, call, self.path, body,
+                                 alias_reasoning=self.alias_reasoning)
+
+        # The body's own model, so FastAPI validates and documents it (one endpoint function
+        # serves every pass-through route).
+        endpoint.__annotations__ = {**endpoint.__annotations__, "body": self.body}
+        router.add_api_route(self.path.removeprefix("/v1"), endpoint, methods=["POST"],
+                             summary=self.summary, responses=_STREAMED,
+                             name=self.path.removeprefix("/v1/").replace("/", "_"))
+
+
+PASS_THROUGH = (
+    PassThrough("/v1/chat/completions", ChatCompletionRequest, "chat",
+                "Chat completion (streaming or not)", alias_reasoning=True),
+    PassThrough("/v1/completions", CompletionRequest, "completions",
+                "Text completion (raw prompt)"),
+    PassThrough("/v1/responses", ResponsesRequest, "chat", "Responses API"),
+)
 
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["OpenAI"], route_class=dialect_route(OPENAI),
                        responses=OPENAI.responses())
-
-    @router.post("/chat/completions", responses=_STREAMED,
-                 summary="Chat completion (streaming or not)")
-    async def chat_completions(
-        request: Request, call: Chat, body: ChatCompletionRequest = Body(...)
-    ) -> Response:
-        return await forward(request, call, "/v1/chat/completions", body, alias_reasoning=True)
-
-    @router.post("/completions", responses=_STREAMED,
-                 summary="Text completion (raw prompt)")
-    async def completions(
-        request: Request, call: Completions, body: CompletionRequest = Body(...)
-    ) -> Response:
-        return await forward(request, call, "/v1/completions", body, alias_reasoning=False)
-
-    @router.post("/responses", responses=_STREAMED,
-                 summary="Responses API")
-    async def responses(
-        request: Request, call: Chat, body: ResponsesRequest = Body(...)
-    ) -> Response:
-        return await forward(request, call, "/v1/responses", body, alias_reasoning=False)
+    for route in PASS_THROUGH:
+        route.add_to(router)
 
     @router.get("/models", summary="List the served model names")
     async def list_models(call: Models) -> Response:
@@ -171,7 +187,7 @@ async def relay_stream(
     call: Call, upstream: httpx.Response, *, alias: bool, strip_usage: bool
 ) -> AsyncIterator[bytes]:
     """Forward SSE reads as they arrive; an upstream failure becomes an SSE error event.
-    Per read: one `rfind` and two `in` scans (see `openai_stream.SSERelay`)."""
+    Per read: one `rfind` and two `in` scans (see `stream.SSERelay`)."""
     relay = sse.SSERelay(alias=alias, strip_usage=strip_usage)
     try:
         async for read in raw_reads(upstream):
