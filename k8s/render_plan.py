@@ -5,8 +5,9 @@
 
 Per GPU overlay, two generated files:
 - ``plan.env``: the launcher settings the plan was made with (engine, model, context
-  length), the names vLLM serves (for the sidecar), the sidecar worker count, plus the
-  plan's extra environment, merged into the launcher ConfigMap;
+  length), the model the sidecar must expect (the plan's ``sidecar_env``: family and served
+  names), the sidecar worker count, plus the plan's extra environment, merged into the
+  launcher ConfigMap;
 - ``plan-patch.yaml``: the GPUs the plan uses (tensor x data parallel) as the container's
   ``nvidia.com/gpu``, and the plan itself (vLLM arguments, batch limits, KV capacity) as
   pod annotations, so ``kubectl describe`` shows what the launcher will run and a change of
@@ -86,11 +87,10 @@ def env_file(overlay: Overlay, plan: dict[str, Any]) -> str:
     values: dict[str, str] = {
         "SERVING_ENGINE": str(plan["profile"]),
         "SERVING_MODEL": str(plan["model"]),
-        "SERVING_MODEL_FAMILY": str(plan["model_family"]),
         "SERVING_MAX_MODEL_LEN": str(int(plan["max_model_len"])),
-        # The sidecar's /ready and model routes must know the names vLLM serves
-        # (pydantic-settings reads a tuple field from the environment as JSON).
-        "SERVING_SERVED_MODEL_NAMES": json.dumps(plan["served_model_names"], separators=(",", ":")),
+        # The sidecar's /ready and model routes must expect the model vLLM serves: the plan's
+        # family (SERVING_MODEL_FAMILY) and served names (SERVING_SERVED_MODEL_NAMES).
+        **{name: str(value) for name, value in plan["sidecar_env"].items()},
         "SERVING_WORKERS": str(int(plan.get("sidecar_workers", 1))),
     }
     extra = plan.get("env") or {}

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The names the seeds' clients use for the model; every one of them is served by vLLM.
-SERVED_MODEL_NAMES: tuple[str, ...] = ("gpt-oss-20b", "gpt-oss:20b", "openai/gpt-oss-20b")
+from serving.catalogue import DEFAULT_FAMILY, ModelCatalogue, ModelFamily, catalogue_for
+
+# The default family's served names (written in serving.catalogue, the one place).
+SERVED_MODEL_NAMES: tuple[str, ...] = catalogue_for(DEFAULT_FAMILY).served_names
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -109,7 +111,15 @@ class SidecarSettings(BaseSettings):
         "other gpt-oss hosts read that name).",
     )
     log_prompts: bool = Field(default=False, description="Log prompt text (off: privacy).")
-    served_model_names: tuple[str, ...] = Field(default=SERVED_MODEL_NAMES)
+    model_family: ModelFamily = Field(
+        default=DEFAULT_FAMILY,
+        description="The model family vLLM serves (the plan's; serving.catalogue): its "
+        "Ollama names, aliases and nominal sizes.",
+    )
+    served_model_names: tuple[str, ...] = Field(
+        default=(),
+        description="The names vLLM serves (the plan's, JSON list); empty: the family's.",
+    )
     embedding_upstream_url: str | None = Field(
         default=None,
         description="The embedding engine (set by the launcher); unset: embeddings answer 400.",
@@ -169,6 +179,23 @@ class SidecarSettings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _family_names(self) -> SidecarSettings:
+        if not self.served_model_names:
+            self.served_model_names = catalogue_for(self.model_family).served_names
+        return self
+
+    def catalogue(self) -> ModelCatalogue:
+        """The model as this sidecar knows it: the family's catalogue, with the names vLLM
+        serves."""
+        return catalogue_for(self.model_family, self.served_model_names)
+
+    def with_catalogue(self, catalogue: ModelCatalogue) -> SidecarSettings:
+        """These settings expecting the model of ``catalogue`` (the launcher passes the
+        plan's, so the sidecar answers to exactly what vLLM serves)."""
+        return self.model_copy(update={"model_family": catalogue.family,
+                                       "served_model_names": catalogue.served_names})
+
 
 class EngineSettings(BaseSettings):
     """How the launcher runs vLLM. The GPU plan (serving.launcher.plan) reads these."""
@@ -179,11 +206,11 @@ class EngineSettings(BaseSettings):
         default="auto", description="auto: CUDA when NVML finds a GPU, else vLLM's CPU build."
     )
     model: str = Field(
-        default="openai/gpt-oss-20b",
+        default=catalogue_for(DEFAULT_FAMILY).hf_id,
         description="Hugging Face id or local path used on GPU hosts. CPU hosts serve the "
         "smoke checkpoint unless this is set to a local directory.",
     )
-    model_family: Literal["gpt-oss-20b", "gpt-oss-120b"] = Field(default="gpt-oss-20b")
+    model_family: ModelFamily = Field(default=DEFAULT_FAMILY)
     vllm_host: str = Field(default="127.0.0.1", description="vLLM never listens beyond loopback.")
     vllm_port: int = Field(default=8001, ge=1, le=65535)
     max_model_len: int | None = Field(

@@ -8,11 +8,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from serving.catalogue import model_families
 from serving.config import EngineSettings
 from serving.launcher.doctor import run_doctor
 from serving.launcher.hardware import GPU_PRESETS, Hardware, detect_hardware, preset_hardware
 from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
-from serving.launcher.plan.model_spec import GiB, model_families
+from serving.launcher.plan.model_spec import GiB
 
 
 def register_cli(subparsers: Any) -> None:

@@ -2,6 +2,8 @@
 
 ``detect_hardware()`` never raises: no ``pynvml``, no driver, no GPU or any NVML error gives a
 ``Hardware`` without GPUs (and the error text in ``nvml_error`` for ``serving doctor``).
+``gpu_memory_used()`` reads the memory in use now (Ollama's /api/ps), 0 on the same failures.
+Both block while NVML answers: async code calls them through ``asyncio.to_thread``.
 Tests pass a fake NVML module object as ``nvml=``; ``preset_hardware`` builds the inventories
 of common cards for ``serving plan --gpu``.
 """
@@ -186,7 +188,30 @@ def detect_hardware(nvml: Any | None = None) -> Hardware:
         logger.warning("NVML query failed, treating the host as GPU-less: %s", exc)
         return replace(base, nvml_error=f"NVML query failed: {exc}")
     finally:
-        try:
-            module.nvmlShutdown()
-        except Exception:
-            logger.debug("nvmlShutdown failed", exc_info=True)
+        _shutdown(module)
+
+
+def gpu_memory_used(nvml: Any | None = None) -> int:
+    """Bytes in use on all visible NVIDIA GPUs (vLLM preallocates its share); 0 without a
+    GPU or on any NVML error (never raises)."""
+    try:
+        module = nvml if nvml is not None else _import_nvml()
+        module.nvmlInit()
+    except Exception:  # no nvidia-ml-py, no driver: a CPU deployment
+        return 0
+    try:
+        handles = (module.nvmlDeviceGetHandleByIndex(i)
+                   for i in range(int(module.nvmlDeviceGetCount())))
+        return sum(int(module.nvmlDeviceGetMemoryInfo(h).used) for h in handles)
+    except Exception as exc:
+        logger.debug("NVML memory query failed: %s", exc)
+        return 0
+    finally:
+        _shutdown(module)
+
+
+def _shutdown(module: Any) -> None:
+    try:
+        module.nvmlShutdown()
+    except Exception:
+        logger.debug("nvmlShutdown failed", exc_info=True)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from serving.launcher.hardware import GPU_PRESETS, GpuProcess, detect_hardware, preset_hardware
+from serving.launcher.hardware import (
+    GPU_PRESETS,
+    GpuProcess,
+    detect_hardware,
+    gpu_memory_used,
+    preset_hardware,
+)
 from tests.launcher.fake_nvml import FakeCard, FakeNvml
 
 MiB = 1024**2
@@ -48,6 +54,20 @@ def test_query_failure_means_no_gpu_and_shuts_nvml_down() -> None:
     assert hw.gpus == ()
     assert hw.nvml_error is not None and "Unknown Error" in hw.nvml_error
     assert nvml.shutdowns == 1
+
+
+def test_gpu_memory_used_sums_every_card_and_shuts_nvml_down() -> None:
+    nvml = FakeNvml([FakeCard("NVIDIA H100 80GB HBM3", 81559, used_mib=70000),
+                     FakeCard("NVIDIA H100 80GB HBM3", 81559, used_mib=512)])
+    assert gpu_memory_used(nvml=nvml) == 70512 * MiB
+    assert nvml.shutdowns == 1
+
+
+@pytest.mark.parametrize("broken", [{"fail_init": True}, {"fail_query": True}])
+def test_gpu_memory_used_is_zero_when_nvml_fails(broken: dict[str, bool]) -> None:
+    nvml = FakeNvml([FakeCard("NVIDIA H100 80GB HBM3", 81559, used_mib=1)], **broken)
+    assert gpu_memory_used(nvml=nvml) == 0
+    assert nvml.shutdowns == (0 if broken.get("fail_init") else 1)
 
 
 def test_zero_devices_is_a_cpu_host() -> None:

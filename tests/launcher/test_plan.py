@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from serving.catalogue import FAMILIES
 from serving.cli import main as serving_main
-from serving.config import SERVED_MODEL_NAMES, EngineSettings
+from serving.config import SERVED_MODEL_NAMES, EngineSettings, SidecarSettings
 from serving.launcher.hardware import Gpu, Hardware, preset_hardware
 from serving.launcher.plan import EnginePlan, PlanRefused, build_plan
 from serving.launcher.plan.kv_cache import kv_cache_bytes_per_token
@@ -170,7 +171,24 @@ def test_two_3090s_cannot_hold_120b_four_can_with_tensor_parallel() -> None:
     assert "--data-parallel-size" not in plan.argv
     assert flag(plan, "--model") == "openai/gpt-oss-120b"
     assert plan.served_model_names[0] == "gpt-oss-120b"
+    assert plan.catalogue == FAMILIES["gpt-oss-120b"]
     assert plan.kv_bytes_per_token == 18 * 2 * 2 * 64 * 2
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_sidecar_env_of_the_plan_gives_the_sidecar_the_plan_catalogue(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the k8s overlays' plan.env carries: the sidecar built from it expects exactly
+    the model vLLM is told to serve (family, served names, Ollama name)."""
+    plan = gpu_plan("h100", model_family=family)
+    assert plan.sidecar_env()["SERVING_MODEL_FAMILY"] == family
+    assert plan.to_json()["sidecar_env"] == plan.sidecar_env()
+    for name, value in plan.sidecar_env().items():
+        monkeypatch.setenv(name, value)
+    assert SidecarSettings().catalogue() == plan.catalogue == FAMILIES[family]
+    monkeypatch.delenv("SERVING_SERVED_MODEL_NAMES")  # the family alone says the same
+    assert SidecarSettings().catalogue() == plan.catalogue
 
 
 def test_120b_fits_one_h100() -> None:
@@ -252,6 +270,7 @@ def test_no_gpu_gives_the_cpu_profile_with_the_smoke_checkpoint(tmp_path: Path) 
     model = smoke_dir(tmp_path)
     plan = build_plan(Hardware(cpu_count=2), engine(), smoke_model_dir=model)
     assert plan.profile == "cpu" and plan.quantization == "bf16"
+    assert plan.catalogue == FAMILIES["gpt-oss-20b"]  # the smoke checkpoint stands in for 20b
     assert plan.argv == (
         *SERVER,
         "--model",

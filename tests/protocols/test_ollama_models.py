@@ -9,14 +9,21 @@ from typing import Any
 
 import pytest
 
+from serving.catalogue import FAMILIES, catalogue_for
 from serving.config import SERVED_MODEL_NAMES
 from serving.errors import BadRequest, NotFound
-from serving.protocols.ollama.models import ModelRegistry, normalize, read_checkpoint
+from serving.launcher.hardware import detect_hardware
+from serving.protocols.ollama.models import (
+    ModelRegistry,
+    gpu_memory_in_use,
+    normalize,
+    read_checkpoint,
+)
 from tests.protocols.ollama_fakes import FakeVLLM
 
 
-def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(SERVED_MODEL_NAMES, tmp_path / "state" / "aliases.json")
+def registry(tmp_path: Path, family: str = "gpt-oss-20b") -> ModelRegistry:
+    return ModelRegistry(catalogue_for(family), tmp_path / "state" / "aliases.json")
 
 
 @pytest.mark.parametrize(
@@ -33,6 +40,30 @@ def registry(tmp_path: Path) -> ModelRegistry:
 )
 def test_served_names_resolve(tmp_path: Path, name: str) -> None:
     assert registry(tmp_path).resolve(name) in SERVED_MODEL_NAMES
+
+
+@pytest.mark.parametrize("name", ["gpt-oss:120b", "gpt-oss-120b", "openai/gpt-oss-120b"])
+def test_120b_names_resolve_and_20b_names_do_not(tmp_path: Path, name: str) -> None:
+    reg = registry(tmp_path, "gpt-oss-120b")
+    assert reg.resolve(name) in FAMILIES["gpt-oss-120b"].served_names
+    assert reg.display_name == "gpt-oss:120b" and reg.listed_names() == ["gpt-oss:120b"]
+    for other in ("gpt-oss:20b", "gpt-oss:latest", "gpt-oss"):  # Ollama's `gpt-oss` is 20b
+        with pytest.raises(NotFound):
+            reg.resolve(other)
+
+
+def test_other_served_names_keep_the_family_aliases(tmp_path: Path) -> None:
+    """SERVING_SERVED_MODEL_NAMES may rename the model; its Ollama aliases still lead to it."""
+    reg = ModelRegistry(catalogue_for("gpt-oss-20b", ["team-gpt", "team:gpt"]), tmp_path / "a.json")
+    assert reg.resolve("gpt-oss:latest") == reg.primary == "team-gpt"
+    assert reg.resolve("team:gpt") == "team:gpt" and reg.display_name == "team:gpt"
+
+
+def test_bare_served_names_still_build_a_registry(tmp_path: Path) -> None:
+    """Transitional: callers that pass vLLM's names get their family's catalogue."""
+    old = ModelRegistry(FAMILIES["gpt-oss-120b"].served_names, tmp_path / "a.json")
+    assert old.catalogue == FAMILIES["gpt-oss-120b"]
+    assert ModelRegistry(SERVED_MODEL_NAMES, tmp_path / "a.json").resolve("gpt-oss") == "gpt-oss-20b"
 
 
 def test_unknown_name_is_404_in_ollama_words(tmp_path: Path) -> None:
@@ -99,6 +130,14 @@ def test_checkpoint_facts_are_read_from_the_weights(tmp_path: Path) -> None:
     assert facts.parameters == 201088 * 64 and facts.size_bytes > 0
     assert facts.config["hidden_size"] == 64 and facts.modified
     assert read_checkpoint("openai/gpt-oss-20b", "gpt-oss-20b").parameters > 20e9  # nominal
+    big = read_checkpoint("openai/gpt-oss-120b", "gpt-oss-120b")
+    assert (big.size_bytes, big.parameters) == (
+        FAMILIES["gpt-oss-120b"].size_bytes, FAMILIES["gpt-oss-120b"].parameters)
+
+
+async def test_gpu_memory_in_use_is_what_nvml_says() -> None:
+    used = await gpu_memory_in_use()  # read in a worker thread
+    assert used == 0 if not detect_hardware().gpus else used > 0
 
 
 async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) -> None:

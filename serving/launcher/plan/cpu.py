@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from serving.config import SERVED_MODEL_NAMES, EngineSettings
+from serving.catalogue import catalogue_for
+from serving.config import EngineSettings
 from serving.launcher.hardware import Hardware
 from serving.launcher.plan import flags
 from serving.launcher.plan.kv_cache import (
@@ -42,6 +43,8 @@ def cpu_plan(
     hardware: Hardware, engine: EngineSettings, smoke_model_dir: Path | None
 ) -> EnginePlan:
     spec, model = _cpu_model(engine, smoke_model_dir)
+    # The smoke checkpoint stands in for the chosen family, under the family's names.
+    catalogue = catalogue_for(engine.model_family)
     dtype = "bfloat16" if spec.quantization == "mxfp4" else spec.weight_dtype
     if dtype not in ("bfloat16", "float32"):
         dtype = "bfloat16"
@@ -76,7 +79,7 @@ def cpu_plan(
         "-m",
         flags.API_SERVER_MODULE,
         *flags.model_args(engine, spec, model, smoke_model_dir),
-        *flags.serve_flags(engine, SERVED_MODEL_NAMES),
+        *flags.serve_flags(engine, catalogue.served_names),
         "--max-model-len",
         str(max_len),
         "--dtype",
@@ -100,7 +103,7 @@ def cpu_plan(
         env=env,
         max_model_len=max_len,
         quantization=spec.quantization,
-        served_model_names=SERVED_MODEL_NAMES,
+        catalogue=catalogue,
         model=model,
         model_family=spec.name,
         memory=rows,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from serving.catalogue import catalogue_for
 from serving.config import EngineSettings
 from serving.launcher.hardware import Gpu, Hardware
 from serving.launcher.plan import cards, flags
@@ -53,7 +54,7 @@ def cuda_plan(
 
 def _argv(request: FitRequest, layout: Fit, smoke_model_dir: Path | None) -> list[str]:
     engine, spec = request.engine, request.spec
-    model = _model_id(engine, spec)
+    model = _model_id(engine)
     tp, dp = layout.tensor_parallel, layout.data_parallel
     parallel = [flags.TENSOR_PARALLEL_FLAG, str(tp)] if tp > 1 else []
     parallel += [flags.DATA_PARALLEL_FLAG, str(dp)] if dp > 1 else []
@@ -62,7 +63,7 @@ def _argv(request: FitRequest, layout: Fit, smoke_model_dir: Path | None) -> lis
         "-m",
         flags.API_SERVER_MODULE,
         *flags.model_args(engine, spec, model, smoke_model_dir),
-        *flags.serve_flags(engine, spec.served_names),
+        *flags.serve_flags(engine, catalogue_for(engine.model_family).served_names),
         "--max-model-len",
         str(request.max_model_len),
         "--gpu-memory-utilization",
@@ -80,12 +81,10 @@ def _argv(request: FitRequest, layout: Fit, smoke_model_dir: Path | None) -> lis
     ]
 
 
-def _model_id(engine: EngineSettings, spec: ModelSpec) -> str:
-    model = engine.model
-    if (engine.model_family != "gpt-oss-20b"
-            and model == EngineSettings.model_fields["model"].default):
-        model = spec.hf_id or model  # the default id names 20b; follow the chosen family
-    return model
+def _model_id(engine: EngineSettings) -> str:
+    if engine.model == EngineSettings.model_fields["model"].default:
+        return catalogue_for(engine.model_family).hf_id  # the default names 20b; follow the family
+    return engine.model
 
 
 def _topology_note(options: tuple[TopologyOption, ...]) -> str:
@@ -149,8 +148,8 @@ def _result(
         env={},
         max_model_len=request.max_model_len,
         quantization=spec.quantization,
-        served_model_names=spec.served_names,
-        model=str(spec.config_dir) if engine.synthetic_weights else _model_id(engine, spec),
+        catalogue=catalogue_for(engine.model_family),
+        model=str(spec.config_dir) if engine.synthetic_weights else _model_id(engine),
         model_family=spec.name,
         memory=(*layout.rows[:-1], kv_row),
         memory_budget_bytes=layout.budget,

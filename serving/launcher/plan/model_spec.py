@@ -1,8 +1,10 @@
-"""Model specs as data: every architecture number of a gpt-oss checkpoint, and its names.
+"""Model specs as data: every architecture number of a gpt-oss checkpoint.
 
 Every architecture number comes from a ``config.json``: the published gpt-oss-20b and
 gpt-oss-120b configs shipped in ``serving/model_configs/`` (see the README there for their
-source), or the smoke checkpoint's own config. What the KV cache costs is in ``kv_cache``.
+source), or the smoke checkpoint's own config. What the KV cache costs is in ``kv_cache``;
+the names, the Hugging Face id and the nominal sizes of each family are in
+``serving.catalogue``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from serving.config import SERVED_MODEL_NAMES
+from serving.catalogue import FAMILIES, ModelFamily
 
 GiB = 1024**3
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "model_configs"
@@ -26,29 +28,6 @@ MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "model_configs"
 MXFP4_BYTES_PER_PARAM = 17 / 32
 
 DTYPE_BYTES = MappingProxyType({"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1})
-
-# What a config.json does not say: where the weights come from and the names clients use.
-_FAMILY = MappingProxyType(
-    {
-        "gpt-oss-20b": MappingProxyType(
-            {
-                "hf_id": "openai/gpt-oss-20b",
-                "served_names": SERVED_MODEL_NAMES,
-                "checkpoint": "~13.8 GB of safetensors (MXFP4 experts, bf16 rest)",
-            }
-        ),
-        "gpt-oss-120b": MappingProxyType(
-            {
-                "hf_id": "openai/gpt-oss-120b",
-                "served_names": ("gpt-oss-120b", "gpt-oss:120b", "openai/gpt-oss-120b"),
-                "checkpoint": "~65 GB of safetensors (MXFP4 experts, bf16 rest)",
-            }
-        ),
-    }
-)
-
-ModelFamily = Literal["gpt-oss-20b", "gpt-oss-120b"]
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -71,8 +50,6 @@ class ModelSpec:
     quantization: Literal["mxfp4", "bf16"]
     weight_dtype: str
     config_dir: Path | None = None
-    hf_id: str | None = None
-    served_names: tuple[str, ...] = SERVED_MODEL_NAMES
 
     @property
     def expert_params(self) -> int:
@@ -131,7 +108,6 @@ def spec_from_config(
     sliding = (layers + 1) // 2 if window else 0
     quant: Literal["mxfp4", "bf16"] = "mxfp4" if _quant_method(config) == "mxfp4" else "bf16"
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16")
-    family = _FAMILY.get(name)
     return ModelSpec(
         name=name,
         num_layers=layers,
@@ -152,8 +128,6 @@ def spec_from_config(
         quantization=quant,
         weight_dtype=dtype if dtype in DTYPE_BYTES else "bfloat16",
         config_dir=config_dir,
-        hf_id=str(family["hf_id"]) if family else None,
-        served_names=tuple(family["served_names"]) if family else SERVED_MODEL_NAMES,
     )
 
 
@@ -166,8 +140,8 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 @functools.cache
 def model_spec(family: ModelFamily) -> ModelSpec:
     """The spec of a published model, from the config shipped in serving/model_configs/."""
-    if family not in _FAMILY:
-        raise KeyError(f"unknown model {family!r}; known: {', '.join(_FAMILY)}")
+    if family not in FAMILIES:
+        raise KeyError(f"unknown model {family!r}; known: {', '.join(FAMILIES)}")
     config_dir = MODEL_CONFIGS_DIR / family
     return spec_from_config(read_config(config_dir), name=family, config_dir=config_dir)
 
@@ -175,12 +149,3 @@ def model_spec(family: ModelFamily) -> ModelSpec:
 def local_spec(model_dir: Path, *, name: str = "smoke") -> ModelSpec:
     """The spec of a local checkpoint dir (the smoke checkpoint)."""
     return spec_from_config(read_config(model_dir), name=name, config_dir=model_dir)
-
-
-def checkpoint_note(family: str) -> str:
-    entry = _FAMILY.get(family)
-    return str(entry["checkpoint"]) if entry else ""
-
-
-def model_families() -> tuple[str, ...]:
-    return tuple(_FAMILY)

@@ -1,15 +1,18 @@
 """The plan's types: what ``build_plan`` returns and what it refuses with.
 
-``EnginePlan`` holds the exact vLLM command, its environment, the names it serves, and the
-memory table / concurrency / topology figures that justify the numbers in it.
+``EnginePlan`` holds the exact vLLM command, its environment, the model catalogue it serves
+(family and names, which the sidecar must expect: ``sidecar_env``), and the memory table /
+concurrency / topology figures that justify the numbers in it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from serving.catalogue import ModelCatalogue
 from serving.launcher.hardware import Gpu
 
 GiB = 1024**3
@@ -90,9 +93,9 @@ class EnginePlan:
     env: Mapping[str, str]
     max_model_len: int
     quantization: str
-    served_model_names: tuple[str, ...]  # what vLLM serves; the sidecar must expect the same
+    catalogue: ModelCatalogue  # what vLLM serves it as; the sidecar must expect the same
     model: str
-    model_family: str
+    model_family: str  # the checkpoint's spec: the family, or "smoke" / a local dir's name
     memory: tuple[MemoryRow, ...]
     memory_budget_bytes: int
     concurrency: Concurrency
@@ -108,6 +111,20 @@ class EnginePlan:
     topology: tuple[TopologyOption, ...] = ()
     sidecar_workers: int = 1
     expected_output_tokens_per_s: float = 0.0
+
+    @property
+    def served_model_names(self) -> tuple[str, ...]:
+        return self.catalogue.served_names
+
+    def sidecar_env(self) -> dict[str, str]:
+        """The sidecar settings that make it expect this plan's model (SidecarSettings reads
+        them; the k8s overlays' plan.env carries them)."""
+        return {
+            "SERVING_MODEL_FAMILY": self.catalogue.family,
+            # pydantic-settings reads a tuple field from the environment as JSON
+            "SERVING_SERVED_MODEL_NAMES": json.dumps(list(self.served_model_names),
+                                                     separators=(",", ":")),
+        }
 
     def row_bytes(self, item: str) -> int:
         return sum(r.bytes for r in self.memory if r.item == item)
@@ -138,6 +155,7 @@ class EnginePlan:
             "model": self.model,
             "model_family": self.model_family,
             "served_model_names": list(self.served_model_names),
+            "sidecar_env": self.sidecar_env(),
             "quantization": self.quantization,
             "gpu": gpu,
             "tensor_parallel_size": self.tensor_parallel_size,

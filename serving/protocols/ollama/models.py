@@ -1,14 +1,17 @@
 """The Ollama view of the deployment: model names, aliases, and /api/tags|show|ps payloads.
 
-One model is served (vLLM's served names). Ollama clients may call it by any of those names,
-``gpt-oss:latest``, or an alias made with ``/api/copy`` (persisted in
+One model is served, described by its ``serving.catalogue.ModelCatalogue``. Ollama clients
+may call it by any of its names (vLLM's served names, the family's Ollama aliases such as
+``gpt-oss:latest``), or by an alias made with ``/api/copy`` (persisted in
 ``SidecarSettings.aliases_file``). Payloads report what is really deployed: the context
 length vLLM serves (``max_model_len`` from its ``/v1/models``), the parameter count and
-quantization read from the checkpoint when the sidecar can see it.
+quantization read from the checkpoint when the sidecar can see it (the catalogue's nominal
+figures otherwise).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -21,19 +24,16 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
+from serving.catalogue import FAMILIES, ModelCatalogue, catalogue_for
+from serving.catalogue import ollama_name as normalize
 from serving.errors import BadRequest, NotFound
+from serving.launcher import hardware
 from serving.protocols.ollama.modelfile import Preset, parameters_text, render_modelfile
 
 log = logging.getLogger(__name__)
 
 FAMILY = "gptoss"  # Ollama's architecture name for gpt-oss
 CAPABILITIES = ["completion", "tools", "thinking"]
-# Nominal figures for the real checkpoints, used when the sidecar cannot read the weights
-# (e.g. a Hugging Face id resolved inside vLLM's container): (bytes on disk, parameters).
-NOMINAL = {
-    "gpt-oss-20b": (13_761_300_000, 20_914_757_184),
-    "gpt-oss-120b": (65_249_700_000, 116_829_156_672),
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}(:[A-Za-z0-9._-]{1,128})?$")
 HARMONY_TEMPLATE = (
     "<|start|>system<|message|>{{ system: model identity, knowledge cutoff, date, reasoning "
@@ -42,13 +42,6 @@ HARMONY_TEMPLATE = (
     "<|message|>{{ content }}<|end|>{{ end }}<|start|>assistant\n"
     "(harmony format, rendered by vLLM with openai_harmony; custom templates are not used)"
 )
-
-
-def normalize(name: str) -> str:
-    """Ollama's name rules: case-insensitive, ``:latest`` when no tag is given."""
-    name = name.strip().lower()
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
 
 
 @dataclass(frozen=True)
@@ -98,14 +91,16 @@ class Checkpoint:
     modified: int | None = None  # config.json mtime, seconds since the epoch
 
 
-def read_checkpoint(root: str, family_hint: str) -> Checkpoint:
+def read_checkpoint(root: str, family: str) -> Checkpoint:
     """Facts of a local checkpoint directory: config.json, bytes of weights, parameter count
-    (from the safetensors headers); the nominal figures of the family when the directory is
-    not visible from here (e.g. a Hugging Face id resolved inside vLLM's container)."""
+    (from the safetensors headers); the catalogue's nominal figures of ``family`` when the
+    directory is not visible from here (e.g. a Hugging Face id resolved inside vLLM's
+    container)."""
     directory = Path(root)
     if not (directory / "config.json").is_file():
-        size, params = NOMINAL.get(family_hint, (0, 0))
-        return Checkpoint({}, size, params)
+        nominal = FAMILIES.get(family)
+        return Checkpoint({}, nominal.size_bytes, nominal.parameters) if nominal else (
+            Checkpoint({}, 0, 0))
     config = json.loads((directory / "config.json").read_text())
     size = params = 0
     for shard in sorted(directory.glob("*.safetensors")):
@@ -122,21 +117,24 @@ class ModelRegistry:
     Reads the file on every call (tiny, and a name made through another replica's sidecar
     shows up without a restart)."""
 
-    def __init__(self, served_names: tuple[str, ...], aliases_file: Path) -> None:
-        self.served_names = served_names
+    def __init__(
+        self, catalogue: ModelCatalogue | tuple[str, ...], aliases_file: Path
+    ) -> None:
+        if not isinstance(catalogue, ModelCatalogue):
+            catalogue = _catalogue_of_names(tuple(catalogue))
+        self.catalogue = catalogue
+        self.served_names = catalogue.served_names
         self.aliases_file = aliases_file
-        extra = ("gpt-oss:latest",) if "gpt-oss:20b" in served_names else ()
-        self.builtin = {normalize(n): n for n in (*served_names, *extra)}
+        self.builtin = {normalize(n): n for n in catalogue.names()}
 
     @property
     def primary(self) -> str:
-        return self.served_names[0]
+        return self.catalogue.primary
 
     @property
     def display_name(self) -> str:
         """The name Ollama users know the model by (``gpt-oss:20b``), listed first."""
-        tagged = [n for n in self.served_names if ":" in n.rsplit("/", 1)[-1]]
-        return normalize(tagged[0] if tagged else self.primary)
+        return self.catalogue.display_name
 
     def _read(self) -> tuple[dict[str, str], dict[str, Preset]]:
         try:
@@ -358,16 +356,22 @@ def ps_payload(
     }
 
 
-def gpu_memory_used() -> int:
-    """Bytes used on all visible NVIDIA GPUs (vLLM preallocates its share); 0 without one."""
-    try:
-        import pynvml
+def _catalogue_of_names(served_names: tuple[str, ...]) -> ModelCatalogue:
+    """Transitional, for callers that still pass bare served names instead of
+    ``SidecarSettings.catalogue()``: the family that serves the first of them."""
+    for entry in FAMILIES.values():
+        if served_names[0] in entry.served_names:
+            return catalogue_for(entry.family, served_names)
+    return ModelCatalogue(family="gpt-oss-20b", served_names=served_names)
 
-        pynvml.nvmlInit()
-    except Exception:  # no driver / no GPU: a CPU deployment
-        return 0
-    try:
-        handles = (pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount()))
-        return int(sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles))
-    finally:
-        pynvml.nvmlShutdown()
+
+def gpu_memory_used() -> int:
+    """Bytes in use on all visible NVIDIA GPUs; 0 without one. Blocking (NVML): prefer
+    ``gpu_memory_in_use`` in async code."""
+    return hardware.gpu_memory_used()
+
+
+async def gpu_memory_in_use() -> int:
+    """Bytes in use on all visible NVIDIA GPUs (vLLM preallocates its share), for /api/ps;
+    0 without one. NVML is read in a worker thread, off the event loop."""
+    return await asyncio.to_thread(hardware.gpu_memory_used)
