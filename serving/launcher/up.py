@@ -133,8 +133,7 @@ async def serve(
     chat = _supervisor(settings, plan.argv, plan.env, settings.sidecar.upstream_url, "vllm")
     engines = {"chat": chat}
     # The sidecar expects exactly the names the plan told vLLM to serve (/ready, model routes).
-    sidecar = settings.sidecar.model_copy(
-        update={"served_model_names": plan.served_model_names})
+    sidecar = settings.sidecar.with_catalogue(plan.catalogue)
     if embedding is not None:
         engines["embedding"] = _supervisor(
             settings, embedding.argv, embedding.env, embedding.url, "vllm-embedding")

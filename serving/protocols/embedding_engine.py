@@ -19,8 +19,6 @@ from serving.errors import BadRequest, ServingError, from_upstream_exception
 from serving.protocols.names import model_names
 from serving.sidecar.interface import Call
 
-CHAT_ALIASES = ("gpt-oss:latest", "gpt-oss")
-
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """The request body in the OpenAPI schema, for routes that parse it themselves."""
@@ -32,7 +30,7 @@ def embedding_model_for(call: Call, requested: str) -> str:
     """The embedding engine's model name for what the client asked for, or a clear error."""
     settings = call.settings
     served = settings.embedding_model_name
-    known = {served, f"{served}:latest", *settings.served_model_names, *CHAT_ALIASES}
+    known = {served, f"{served}:latest", *settings.catalogue().names()}
     if requested not in known:
         model_names(settings).resolve(requested)  # aliases made with /api/copy; else 404
     if settings.embedding_upstream_url is None:

@@ -10,4 +10,4 @@ from serving.protocols.ollama.models import ModelRegistry
 
 def model_names(settings: SidecarSettings) -> ModelRegistry:
     """No I/O until a lookup (the alias file is small and read on each lookup)."""
-    return ModelRegistry(tuple(settings.served_model_names), settings.aliases_file)
+    return ModelRegistry(settings.catalogue(), settings.aliases_file)

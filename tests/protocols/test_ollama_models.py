@@ -59,13 +59,6 @@ def test_other_served_names_keep_the_family_aliases(tmp_path: Path) -> None:
     assert reg.resolve("team:gpt") == "team:gpt" and reg.display_name == "team:gpt"
 
 
-def test_bare_served_names_still_build_a_registry(tmp_path: Path) -> None:
-    """Transitional: callers that pass vLLM's names get their family's catalogue."""
-    old = ModelRegistry(FAMILIES["gpt-oss-120b"].served_names, tmp_path / "a.json")
-    assert old.catalogue == FAMILIES["gpt-oss-120b"]
-    assert ModelRegistry(SERVED_MODEL_NAMES, tmp_path / "a.json").resolve("gpt-oss") == "gpt-oss-20b"
-
-
 def test_unknown_name_is_404_in_ollama_words(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="model 'llama3:8b' not found"):
         registry(tmp_path).resolve("llama3:8b")

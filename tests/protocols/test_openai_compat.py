@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi import Response
 
+from serving.catalogue import catalogue_for
 from serving.config import SERVED_MODEL_NAMES
 from serving.protocols.ollama.modelfile import Preset
 from serving.protocols.ollama.models import ModelRegistry
@@ -22,7 +23,7 @@ PRESET = Preset(base="gpt-oss:20b", system="You are Mario.",
 
 @pytest.fixture
 def names(tmp_path: Path) -> ModelRegistry:
-    registry = ModelRegistry(SERVED_MODEL_NAMES, tmp_path / "aliases.json")
+    registry = ModelRegistry(catalogue_for("gpt-oss-20b"), tmp_path / "aliases.json")
     registry.copy("gpt-oss:20b", "team-model")
     registry.save_preset("mario", PRESET)
     return registry
@@ -37,7 +38,7 @@ class NoFile(ModelRegistry):
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/messages"])
 def test_empty_tools_and_orphan_tool_choice_are_dropped(path: str, tmp_path: Path) -> None:
-    names = NoFile(SERVED_MODEL_NAMES, tmp_path / "a.json")
+    names = NoFile(catalogue_for("gpt-oss-20b"), tmp_path / "a.json")
     out = normalise(path, {"model": "gpt-oss:20b", "tools": [], "tool_choice": "auto"}, names)
     assert out == {"model": "gpt-oss:20b"}
     out = normalise(path, {"model": "gpt-oss-20b", "tool_choice": "none"}, names)

@@ -42,7 +42,8 @@ def main() -> int:
               str(args.engine_port), "--chunks", str(args.chunks),
               "--chunk-delay-ms", str(args.chunk_delay_ms)),
         env={}, profile="cpu", max_model_len=8192, quantization="fake",
-        served_model_names=sidecar.served_model_names, sidecar_workers=args.workers)
+        served_model_names=sidecar.served_model_names, catalogue=sidecar.catalogue(),
+        sidecar_workers=args.workers)
     settings = LaunchSettings(paths=paths, sidecar=sidecar, engine=engine)
     return asyncio.run(serve(settings, plan))  # type: ignore[arg-type]
 

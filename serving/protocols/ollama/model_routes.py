@@ -64,8 +64,7 @@ async def served_model(call: Call, state: OllamaState) -> models.ServedModel:
     card = cards[0]
     root = str(card.get("root") or card["id"])
     if root not in state.checkpoints:
-        family = "gpt-oss-120b" if "120b" in root else "gpt-oss-20b"
-        state.checkpoints[root] = models.read_checkpoint(root, family)
+        state.checkpoints[root] = models.read_checkpoint(root, call.settings.model_family)
     checkpoint = state.checkpoints[root]
     state.max_model_len = int(card.get("max_model_len") or 0) or None
     return models.ServedModel(
@@ -105,7 +104,7 @@ class OllamaModelRoutes:
         model = await served_model(call, self.state)
         name = model_names(call.settings).display_name
         label = call.settings.quantization_label
-        return models.ps_payload(name, model, label, models.gpu_memory_used())
+        return models.ps_payload(name, model, label, await models.gpu_memory_in_use())
 
     async def copy(self, request: Request, call: Admin) -> Response:
         body = parse_body(CopyRequest, await request.body())

@@ -24,7 +24,7 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from serving.catalogue import FAMILIES, ModelCatalogue, catalogue_for
+from serving.catalogue import FAMILIES, ModelCatalogue
 from serving.catalogue import ollama_name as normalize
 from serving.errors import BadRequest, NotFound
 from serving.launcher import hardware
@@ -117,11 +117,7 @@ class ModelRegistry:
     Reads the file on every call (tiny, and a name made through another replica's sidecar
     shows up without a restart)."""
 
-    def __init__(
-        self, catalogue: ModelCatalogue | tuple[str, ...], aliases_file: Path
-    ) -> None:
-        if not isinstance(catalogue, ModelCatalogue):
-            catalogue = _catalogue_of_names(tuple(catalogue))
+    def __init__(self, catalogue: ModelCatalogue, aliases_file: Path) -> None:
         self.catalogue = catalogue
         self.served_names = catalogue.served_names
         self.aliases_file = aliases_file
@@ -354,21 +350,6 @@ def ps_payload(
             }
         ]
     }
-
-
-def _catalogue_of_names(served_names: tuple[str, ...]) -> ModelCatalogue:
-    """Transitional, for callers that still pass bare served names instead of
-    ``SidecarSettings.catalogue()``: the family that serves the first of them."""
-    for entry in FAMILIES.values():
-        if served_names[0] in entry.served_names:
-            return catalogue_for(entry.family, served_names)
-    return ModelCatalogue(family="gpt-oss-20b", served_names=served_names)
-
-
-def gpu_memory_used() -> int:
-    """Bytes in use on all visible NVIDIA GPUs; 0 without one. Blocking (NVML): prefer
-    ``gpu_memory_in_use`` in async code."""
-    return hardware.gpu_memory_used()
 
 
 async def gpu_memory_in_use() -> int:
