@@ -39,12 +39,16 @@ return redis.call('DECRBY', KEYS[1], amount)
 
 
 class RateLimited(ServingError):
+    """A key spent its requests or tokens of this minute, or has too many in flight (429)."""
+
     status_code = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
 
 class Overloaded(ServingError):
+    """The sidecar or the engine's queue is full, whoever asks (503 + Retry-After)."""
+
     status_code = 503
     error_type = "service_unavailable"
     code = "overloaded"
