@@ -176,14 +176,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=18500)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    from serving.launcher.replicas import plan_replicas
+    from serving.launcher.replicas import ReplicaRequest, plan_replicas
     from serving.launcher.router_config import RouterConfig, render_haproxy_config
 
     out = args.results_dir / time.strftime("%Y%m%d-%H%M%S-prefix-routing")
     out.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="prefix-routing-"))  # keys and logs: not results
-    layout = plan_replicas(2, public_host="127.0.0.1", public_port=args.port,
-                           state_dir=state.resolve(), keys_file=(state / "keys.json").resolve())
+    layout = plan_replicas(ReplicaRequest(2, public_host="127.0.0.1", public_port=args.port,
+                                          state_dir=state.resolve(),
+                                          keys_file=(state / "keys.json").resolve()))
     env = {**os.environ, **STACK_ENV, "SERVING_STATE_DIR": str(state.resolve()),
            "SERVING_PORT": str(args.port)}
     state.mkdir(parents=True, exist_ok=True)

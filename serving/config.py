@@ -137,15 +137,12 @@ class SidecarSettings(BaseSettings):
         description="Share per-key limits between sidecar replicas (e.g. redis://host:6379/0). "
         "Unset: limits are kept in this process.",
     )
-    max_in_flight: int = Field(
-        default=512, ge=1,
-        description="Requests in flight in this sidecar before new ones get 503 + Retry-After.",
-    )
+    # Backpressure: past either bound new requests get 503 + Retry-After. Past the engine's
+    # bound a new request would wait several whole generations, so the 1-4 s target is lost
+    # anyway and the client is better off retrying elsewhere.
+    max_in_flight: int = Field(default=512, ge=1, description="Requests in flight in this sidecar.")
     max_engine_waiting: int = Field(
-        default=128, ge=1,
-        description="vLLM's waiting queue (vllm:num_requests_waiting) before new requests get "
-        "503 + Retry-After: past this a new request would wait several whole generations, "
-        "so the 1-4 s target is lost anyway and the client is better off retrying elsewhere.",
+        default=128, ge=1, description="vLLM's waiting queue (vllm:num_requests_waiting)."
     )
     engine_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the sidecar reads vLLM's queue length."
@@ -252,3 +249,11 @@ class EngineSettings(BaseSettings):
     max_restarts: int = Field(
         default=3, ge=0, description="Engine restarts after a crash before the launcher gives up."
     )
+
+
+class WebuiSettings(BaseSettings):
+    """`make webui`: Open WebUI on loopback in front of the sidecar (serving/webui.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBUI_", extra="ignore")
+
+    port: int = Field(default=8080, ge=1, le=65535, description="Open WebUI's port.")

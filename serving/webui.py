@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import sys
@@ -33,13 +34,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.config import PathSettings, SidecarSettings
+from serving.config import PathSettings, SidecarSettings, WebuiSettings
+from serving.launcher.console import configure_console
 from serving.sidecar.keys import KeyFileError, create_key, hash_key, read_key_file
 from serving.smoke.build import READY_MARKER
 
+log = logging.getLogger("serving.webui")  # also under `python -m serving.webui`
 USER = "open-webui"
 PERMISSIONS = ("chat", "models", "embeddings")
-DEFAULT_PORT = 8080
 DEFAULT_EXECUTABLE = Path(".venv-webui/bin/open-webui")
 
 # Settings a user may override from the environment (telemetry and downloads off).
@@ -73,7 +75,7 @@ class WebuiSetup:
     data_dir: Path
     embedding_model: str
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
+    port: int = WebuiSettings.model_fields["port"].default
     smoke_model: bool = False  # the sidecar serves the smoke checkpoint
 
 
@@ -150,30 +152,34 @@ def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving.webui", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WEBUI_PORT", DEFAULT_PORT)))
+    parser.add_argument("--port", type=int, default=WebuiSettings().port,
+                        help="default: $WEBUI_PORT, else 8080")
     parser.add_argument("--sidecar-url", help="default: http://127.0.0.1:$SERVING_PORT")
     parser.add_argument("--open-webui", type=Path, default=DEFAULT_EXECUTABLE,
                         help="the open-webui executable (default: .venv-webui/bin/open-webui)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     paths, sidecar = PathSettings(), SidecarSettings()
     url = (args.sidecar_url or f"http://{_display_host(sidecar.host)}:{sidecar.port}").rstrip("/")
     if not sidecar_answers(url):
-        print(f"error: no sidecar answers at {url}; start it first (`make serve`)",
-              file=sys.stderr)
+        log.error("no sidecar answers at %s; start it first (`make serve`)", url)
         return 2
     if not args.open_webui.exists():
-        print(f"error: {args.open_webui} not found; `make webui` installs it", file=sys.stderr)
+        log.error("%s not found; `make webui` installs it", args.open_webui)
         return 2
     webui_dir = paths.state_dir / "webui"
     keys_file = sidecar.keys_file if "keys_file" in sidecar.model_fields_set else paths.keys_file
     try:
         key = webui_key(keys_file, webui_dir / "api.key")
     except KeyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     setup = WebuiSetup(
         sidecar_url=url, key=key, secret_key=secret_key(webui_dir / "secret.key"),
@@ -181,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port, smoke_model=serves_smoke_checkpoint(url),
     )
     setup.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Open WebUI: http://{setup.host}:{setup.port}  (first visit: create its admin "
-          f"account)\n  connected to {url} as OpenAI API ({url}/v1) and Ollama API, "
-          f"key of user {USER!r} in {webui_dir / 'api.key'}\n  data: {setup.data_dir}",
-          file=sys.stderr, flush=True)
+    log.info("Open WebUI: http://%s:%d  (first visit: create its admin account)\n"
+             "  connected to %s as OpenAI API (%s/v1) and Ollama API, key of user %r in %s\n"
+             "  data: %s", setup.host, setup.port, url, url, USER, webui_dir / "api.key",
+             setup.data_dir)
     executable = str(args.open_webui.resolve())
     os.chdir(setup.data_dir)  # it keeps a few files in its working directory
     os.execve(executable, [executable, "serve", "--host", setup.host, "--port", str(setup.port)],
@@ -193,4 +199,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_console(None)
     sys.exit(main())

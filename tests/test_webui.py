@@ -11,6 +11,7 @@ from serving.webui import (
     PERMISSIONS,
     USER,
     WebuiSetup,
+    build_parser,
     main,
     secret_key,
     webui_environment,
@@ -66,10 +67,10 @@ def test_secret_key_is_kept(tmp_path: Path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_refuses_to_start_without_a_sidecar(tmp_path: Path, monkeypatch, capsys):
+def test_refuses_to_start_without_a_sidecar(tmp_path: Path, monkeypatch, caplog):
     monkeypatch.setenv("SERVING_STATE_DIR", str(tmp_path))
     assert main(["--sidecar-url", "http://127.0.0.1:9", "--open-webui", "/bin/true"]) == 2
-    assert "make serve" in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records if "make serve" in r.getMessage()] == ["ERROR"]
     assert not (tmp_path / "keys.json").exists()
 
 
@@ -79,3 +80,11 @@ def test_builtin_tools_off_for_the_smoke_checkpoint_only(tmp_path: Path):
         "capabilities": {"builtin_tools": False}}
     assert "DEFAULT_MODEL_METADATA" not in webui_environment(setup(tmp_path), {})
     assert webui_environment(smoke, {"DEFAULT_MODEL_METADATA": "{}"})["DEFAULT_MODEL_METADATA"] == "{}"
+
+
+
+def test_port_comes_from_webui_port_through_the_settings(monkeypatch):
+    assert build_parser().parse_args([]).port == 8080
+    monkeypatch.setenv("WEBUI_PORT", "8181")
+    assert build_parser().parse_args([]).port == 8181
+    assert build_parser().parse_args(["--port", "9000"]).port == 9000

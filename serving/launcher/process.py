@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -61,31 +62,32 @@ async def _exit_code(process: asyncio.subprocess.Process) -> int:
     return process.returncode
 
 
+@dataclass(frozen=True)
+class EngineJob:
+    """One engine process and how to supervise it (the parameter object of EngineSupervisor)."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]  # the plan's variables, on top of this process's environment
+    log_path: Path
+    ready_url: str  # answers 200 once the engine serves
+    ready_timeout_s: float
+    max_restarts: int
+    echo: bool = False  # vLLM's output also on the console (`serving up --verbose`)
+
+
 class EngineSupervisor:
-    def __init__(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        *,
-        state: EngineState,
-        log_path: Path,
-        ready_url: str,
-        ready_timeout_s: float,
-        max_restarts: int,
-        echo: bool = False,
-    ) -> None:
-        self.argv = list(argv)
-        self.env = child_environment(env)
+    def __init__(self, job: EngineJob, *, state: EngineState) -> None:
+        self.job = job
+        self.env = child_environment(job.env)
         self.state = state
-        self.log_path = log_path
-        self.ready_url = ready_url
-        self.ready_timeout_s = ready_timeout_s
-        self.max_restarts = max_restarts
-        self.echo = echo
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.ready_event = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
+
+    @property
+    def log_path(self) -> Path:
+        return self.job.log_path
 
     async def run(self) -> None:
         """Run until stopped; raises EngineFailed when the restart budget is spent."""
@@ -93,14 +95,14 @@ class EngineSupervisor:
             code = await self._run_once()
             if self._stopping:
                 return
-            if self.state.restarts >= self.max_restarts:
+            if self.state.restarts >= self.job.max_restarts:
                 self.state.set("dead", exit_code=code)
                 raise EngineFailed(f"vLLM exited with code {code}; not restarting", self.tail)
             self.state.restarts += 1
             backoff = min(2.0**self.state.restarts, 30.0)
             log.error(
                 "vLLM exited with code %s; restart %d/%d in %.0fs%s",
-                code, self.state.restarts, self.max_restarts, backoff, self._tail_text(),
+                code, self.state.restarts, self.job.max_restarts, backoff, self._tail_text(),
             )
             self.state.set("restarting", exit_code=code)
             await asyncio.sleep(backoff)
@@ -110,7 +112,7 @@ class EngineSupervisor:
     async def _run_once(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *self.job.argv,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -121,7 +123,7 @@ class EngineSupervisor:
         self.state.set("starting" if self.state.restarts == 0 else "restarting",
                        pid=self._process.pid)
         log.info("vLLM started (pid %d); its output goes to %s%s", self._process.pid,
-                 self.log_path, "" if self.echo else " (--verbose shows it here)")
+                 self.log_path, "" if self.job.echo else " (--verbose shows it here)")
         pump = asyncio.create_task(self._pump_logs(self._process))
         ready = asyncio.create_task(self._wait_ready())
         code = await _exit_code(self._process)
@@ -149,7 +151,7 @@ class EngineSupervisor:
                 sink.flush()
                 line = raw.decode("utf-8", "replace").rstrip()
                 self.tail.append(line)
-                if self.echo:
+                if self.job.echo:
                     engine_log.info("%s", line)
         finally:
             sink.close()
@@ -157,23 +159,23 @@ class EngineSupervisor:
     def _tail_text(self) -> str:
         """The log's last lines for a console that has not seen them (empty when echoing).
         The final exit's lines travel in EngineFailed instead."""
-        if self.echo or not self.tail:
+        if self.job.echo or not self.tail:
             return ""
         return f". Last lines of {self.log_path}:\n" + "\n".join(self.tail)
 
     async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
+        deadline = time.monotonic() + self.job.ready_timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 try:
-                    if (await client.get(self.ready_url)).status_code == 200:
+                    if (await client.get(self.job.ready_url)).status_code == 200:
                         self.state.set("running")
                         self.ready_event.set()
                         return
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(1.0)
-        log.error("vLLM not ready after %.0fs; stopping it", self.ready_timeout_s)
+        log.error("vLLM not ready after %.0fs; stopping it", self.job.ready_timeout_s)
         self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:

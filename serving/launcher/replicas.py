@@ -88,23 +88,28 @@ class ReplicaLayout:
         return env
 
 
-def plan_replicas(
-    count: int,
-    *,
-    public_host: str,
-    public_port: int,
-    state_dir: Path,
-    keys_file: Path,
-    policy: RouterPolicy = "affinity",
-    port_base: int | None = None,
-    redis_url: str | None = None,
-) -> ReplicaLayout:
+@dataclass(frozen=True)
+class ReplicaRequest:
+    """What `serving up --replicas N` asks for: the parameter object of ``plan_replicas``."""
+
+    count: int
+    public_host: str
+    public_port: int
+    state_dir: Path
+    keys_file: Path
+    policy: RouterPolicy = "affinity"
+    port_base: int | None = None  # default: public port + 100 (8000 → replicas on 8100, 8110)
+    redis_url: str | None = None  # an existing Redis; None: start one
+
+
+def plan_replicas(request: ReplicaRequest) -> ReplicaLayout:
     """Replica i listens on port_base + 10*i (sidecar), +1 (vLLM), +2 (embeddings), +3
     (metrics); the router on the public port, its metrics on port_base - 9, Redis on
-    port_base - 21. Default port_base: public port + 100 (8000 → replicas on 8100, 8110)."""
+    port_base - 21."""
+    count, state_dir = request.count, request.state_dir
     if count < 2:
         raise ReplicasRefused("--replicas needs at least 2 (one replica is plain `serving up`)")
-    base = port_base if port_base is not None else public_port + 100
+    base = request.port_base if request.port_base is not None else request.public_port + 100
     replicas = tuple(
         Replica(
             index=i,
@@ -119,18 +124,18 @@ def plan_replicas(
     if base + 10 * count > 65535 or base - 21 < 1024:
         raise ReplicasRefused(f"replica ports from {base} do not fit; choose another port")
     router = RouterConfig(
-        bind_host=public_host,
-        bind_port=public_port,
+        bind_host=request.public_host,
+        bind_port=request.public_port,
         backends=loopback_backends([r.port for r in replicas]),
-        policy=policy,
+        policy=request.policy,
         metrics_port=base - 9,
     )
     return ReplicaLayout(
         replicas=replicas,
         router=router,
         state_dir=state_dir,
-        keys_file=keys_file,
-        redis_url=redis_url,
+        keys_file=request.keys_file,
+        redis_url=request.redis_url,
         redis_port=base - 21,
     )
 
@@ -297,7 +302,7 @@ def up_replicas(
     sidecar = SidecarSettings()
     keys_file = (sidecar.keys_file if "keys_file" in sidecar.model_fields_set
                  else paths.keys_file)
-    layout = plan_replicas(
+    layout = plan_replicas(ReplicaRequest(
         count,
         public_host=sidecar.host,
         public_port=port or sidecar.port,
@@ -306,7 +311,7 @@ def up_replicas(
         policy=policy,
         port_base=port_base,
         redis_url=sidecar.redis_url,
-    )
+    ))
     created = ensure_first_key(paths, layout.keys_file)
     if created is not None:
         log.info("created the first API key (permissions: all): %s", created)

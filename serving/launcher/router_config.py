@@ -21,6 +21,7 @@ request refused in that window (connect error, empty reply, 503) is retried on a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +43,26 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class ReadinessCheck:
+    """How the router checks each replica's /ready: every `interval_ms`; `fall` failures in a
+    row take it out of rotation, `rise` passes bring it back."""
+
+    interval_ms: int = 1000
+    fall: int = 2
+    rise: int = 2
+
+
+@dataclass(frozen=True)
+class DnsDiscovery:
+    """Kubernetes: the replicas are a headless Service's DNS records (resolved through the
+    pod's resolv.conf nameservers), up to `slots` of them. HAProxy expands "${VAR}" in quotes."""
+
+    service: str
+    port: int = 8000
+    slots: int = 16
+
+
+@dataclass(frozen=True)
 class RouterConfig:
     """Everything the rendered haproxy.cfg depends on."""
 
@@ -53,23 +74,17 @@ class RouterConfig:
     metrics_port: int | None = None
     affinity_bytes: int = 1024
     balance_factor: int = 150
-    check_interval_ms: int = 1000
-    fall: int = 2
-    rise: int = 2
+    check: ReadinessCheck = ReadinessCheck()
     timeout_s: int = 600
     max_connections: int = 4096
-    # Kubernetes: discover replicas from a headless Service's DNS records (the pod's
-    # resolv.conf nameservers) instead of a fixed list. HAProxy expands "${VAR}" in quotes.
-    dns_service: str | None = None
-    dns_port: int = 8000
-    dns_slots: int = 16
+    dns: DnsDiscovery | None = None  # instead of (or besides) a fixed list of backends
 
 
 def render_haproxy_config(config: RouterConfig) -> str:
     """haproxy.cfg (HAProxy 2.6) for this router config."""
     if config.policy not in POLICIES:
         raise ValueError(f"router policy must be one of {', '.join(POLICIES)}")
-    if not config.backends and config.dns_service is None:
+    if not config.backends and config.dns is None:
         raise ValueError("the router needs backends or a DNS service to discover them")
     lines = [
         "# Rendered by serving.launcher.router_config; edit the RouterConfig, not this file.",
@@ -92,7 +107,7 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "  timeout check 3s",
         "",
     ]
-    if config.dns_service is not None:
+    if config.dns is not None:
         lines += [
             "resolvers cluster",
             "  parse-resolv-conf",
@@ -148,14 +163,14 @@ def _backend(config: RouterConfig) -> list[str]:
         "  retries 2",
         "  option redispatch 1",
         f"  http-response set-header {REPLICA_HEADER} %s",
-        f"  default-server inter {config.check_interval_ms} fall {config.fall} "
-        f"rise {config.rise}",
+        f"  default-server inter {config.check.interval_ms} fall {config.check.fall} "
+        f"rise {config.check.rise}",
     ]
     lines += [f"  server {b.name} {b.host}:{b.port} check" for b in config.backends]
-    if config.dns_service is not None:
+    if config.dns is not None:
         lines.append(
-            f'  server-template replica {config.dns_slots} '
-            f'"{config.dns_service}:{config.dns_port}" check resolvers cluster '
+            f'  server-template replica {config.dns.slots} '
+            f'"{config.dns.service}:{config.dns.port}" check resolvers cluster '
             "init-addr none resolve-prefer ipv4"
         )
     return [*lines, ""]
@@ -173,8 +188,9 @@ KUBERNETES = RouterConfig(
     backends=(),
     metrics_host="0.0.0.0",
     metrics_port=8404,
-    dns_service="gpt-oss-serving-replicas.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}",
+    dns=DnsDiscovery("gpt-oss-serving-replicas.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}"),
 )
 
 if __name__ == "__main__":
-    print(render_haproxy_config(KUBERNETES), end="")
+    # The command's result, not a log line: `make k8s-router-config` redirects it to the file.
+    sys.stdout.write(render_haproxy_config(KUBERNETES))

@@ -27,7 +27,7 @@ from serving.launcher.console import STATUS
 from serving.launcher.embedding_plan import EmbeddingPlan, build_embedding_plan
 from serving.launcher.hardware import detect_hardware
 from serving.launcher.plan import EnginePlan, build_plan
-from serving.launcher.process import EngineFailed, EngineSupervisor
+from serving.launcher.process import EngineFailed, EngineJob, EngineSupervisor
 from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineState
 from serving.sidecar.health import all_metrics_text
@@ -115,16 +115,16 @@ def _display_host(host: str) -> str:
 def _supervisor(
     settings: LaunchSettings, argv: Sequence[str], env: Mapping[str, str], url: str, name: str
 ) -> EngineSupervisor:
-    return EngineSupervisor(
+    job = EngineJob(
         argv,
         env,
-        state=EngineState(),
         log_path=settings.paths.log_dir / f"{name}.log",
         ready_url=f"{url}/v1/models",
         ready_timeout_s=settings.engine.ready_timeout_s,
         max_restarts=settings.engine.max_restarts,
         echo=settings.verbose,
     )
+    return EngineSupervisor(job, state=EngineState())
 
 
 async def serve(

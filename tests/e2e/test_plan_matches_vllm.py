@@ -18,6 +18,7 @@ from serving.launcher.hardware import Hardware
 from serving.launcher.plan import build_plan
 from serving.launcher.plan import flags as vllm_flags
 from serving.launcher.plan.kv_cache import (
+    BlockLayout,
     kv_blocks_per_request,
     kv_cache_bytes_per_token,
     kv_capacity,
@@ -69,12 +70,7 @@ def test_kv_bytes_per_token_match_vllm(stack) -> None:  # type: ignore[no-untype
     assert implied_per_token == pytest.approx(kv_cache_bytes_per_token(spec, dtype_bytes), rel=0.01)
 
     predicted = kv_capacity(
-        spec,
-        kv_bytes,
-        max_model_len=max_len,
-        dtype_bytes=dtype_bytes,
-        block_size=block,
-        in_flight_tokens=in_flight,
+        spec, kv_bytes, BlockLayout(block, in_flight, dtype_bytes), max_model_len=max_len
     )
     assert predicted.max_concurrency == pytest.approx(concurrency, abs=0.01)
     assert predicted.kv_cache_tokens == pytest.approx(tokens, rel=0.001)

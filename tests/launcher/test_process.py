@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.launcher.process import EngineFailed, EngineSupervisor
+from serving.launcher.process import EngineFailed, EngineJob, EngineSupervisor
 from serving.sidecar.engine_state import EngineState
 from tests.conftest import free_port
 
@@ -28,17 +28,19 @@ FAKE_ENGINE = textwrap.dedent("""
 """)
 
 
-def supervisor(tmp_path: Path, *, max_restarts: int) -> tuple[EngineSupervisor, EngineState]:
+def supervisor(
+    tmp_path: Path, *, max_restarts: int, echo: bool = False
+) -> tuple[EngineSupervisor, EngineState]:
     port = free_port()
     script = tmp_path / "fake_engine.py"
     script.write_text(FAKE_ENGINE)
     state = EngineState()
-    sup = EngineSupervisor(
-        [sys.executable, str(script), str(port)], {}, state=state,
+    job = EngineJob(
+        [sys.executable, str(script), str(port)], {},
         log_path=tmp_path / "vllm.log", ready_url=f"http://127.0.0.1:{port}/v1/models",
-        ready_timeout_s=30, max_restarts=max_restarts,
+        ready_timeout_s=30, max_restarts=max_restarts, echo=echo,
     )
-    return sup, state
+    return EngineSupervisor(job, state=state), state
 
 
 def group_alive(pgid: int) -> bool:
@@ -105,8 +107,7 @@ async def test_quiet_engine_output_goes_to_its_log_only(tmp_path: Path, caplog):
 
 
 async def test_verbose_engine_output_reaches_the_console(tmp_path: Path, caplog):
-    sup, _state = supervisor(tmp_path, max_restarts=0)
-    sup.echo = True
+    sup, _state = supervisor(tmp_path, max_restarts=0, echo=True)
     with caplog.at_level("INFO"):
         task = asyncio.create_task(sup.run())
         await asyncio.wait_for(sup.ready_event.wait(), 20)

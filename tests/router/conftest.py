@@ -16,7 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.launcher.router_config import RouterConfig, loopback_backends, render_haproxy_config
+from serving.launcher.router_config import (
+    ReadinessCheck,
+    RouterConfig,
+    loopback_backends,
+    render_haproxy_config,
+)
 
 
 def free_port() -> int:
@@ -146,11 +151,11 @@ def make_router(tmp_path: Path, replicas: list[FakeReplica]) -> Iterator[object]
         config = RouterConfig(
             bind_host="127.0.0.1", bind_port=free_port(),
             backends=loopback_backends([r.port for r in replicas]),
-            check_interval_ms=200, **overrides)  # type: ignore[arg-type]
+            check=ReadinessCheck(interval_ms=200), **overrides)  # type: ignore[arg-type]
         router = start_router(tmp_path, config)
         started.append(router)
         # Both replicas pass `rise` health checks before the test starts.
-        time.sleep(0.2 * (config.rise + 1))
+        time.sleep(0.2 * (config.check.rise + 1))
         return router
 
     yield make

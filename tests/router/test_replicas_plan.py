@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from serving.cli import build_parser
-from serving.launcher.replicas import ReplicasRefused, plan_replicas
+from serving.launcher.replicas import ReplicaRequest, ReplicasRefused, plan_replicas
 
 
 def _layout(tmp_path: Path, **kw: object):
-    return plan_replicas(3, public_host="127.0.0.1", public_port=8000, state_dir=tmp_path,
-                         keys_file=tmp_path / "keys.json", **kw)  # type: ignore[arg-type]
+    return plan_replicas(ReplicaRequest(
+        3, public_host="127.0.0.1", public_port=8000, state_dir=tmp_path,
+        keys_file=tmp_path / "keys.json", **kw))  # type: ignore[arg-type]
 
 
 def test_every_port_is_distinct_and_the_router_is_the_only_public_one(tmp_path: Path) -> None:
@@ -48,11 +49,11 @@ def test_an_existing_redis_is_used_instead_of_starting_one(tmp_path: Path) -> No
 
 def test_refuses_one_replica_and_ports_that_do_not_fit(tmp_path: Path) -> None:
     with pytest.raises(ReplicasRefused, match="at least 2"):
-        plan_replicas(1, public_host="127.0.0.1", public_port=8000, state_dir=tmp_path,
-                      keys_file=tmp_path / "k")
+        plan_replicas(ReplicaRequest(1, public_host="127.0.0.1", public_port=8000,
+                                     state_dir=tmp_path, keys_file=tmp_path / "k"))
     with pytest.raises(ReplicasRefused, match="ports"):
-        plan_replicas(2, public_host="127.0.0.1", public_port=65500, state_dir=tmp_path,
-                      keys_file=tmp_path / "k")
+        plan_replicas(ReplicaRequest(2, public_host="127.0.0.1", public_port=65500,
+                                     state_dir=tmp_path, keys_file=tmp_path / "k"))
 
 
 def test_cli_accepts_replicas_and_policy() -> None:

@@ -32,7 +32,7 @@ from benchmarks.prefix_workload import (
     make_conversations,
     run_policy,
 )
-from serving.launcher.replicas import ReplicaLayout, plan_replicas
+from serving.launcher.replicas import ReplicaLayout, ReplicaRequest, plan_replicas
 from serving.launcher.router_config import REPLICA_HEADER, RouterConfig
 from serving.sidecar.keys import KeyLimits, create_key
 from tests.router.conftest import free_port, start_router
@@ -98,8 +98,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaStack]:
     env = {**os.environ, **STACK_ENV, "SERVING_STATE_DIR": str(state), "SERVING_PORT": str(port),
            "SERVING_MAX_RESTARTS": "2"}
     env.pop("SERVING_REDIS_URL", None)
-    layout = plan_replicas(2, public_host="127.0.0.1", public_port=port, state_dir=state,
-                           keys_file=state / "keys.json", port_base=base)
+    layout = plan_replicas(ReplicaRequest(2, public_host="127.0.0.1", public_port=port,
+                                          state_dir=state, keys_file=state / "keys.json",
+                                          port_base=base))
     with (state / "up.out").open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving", "up", "--replicas", "2",

@@ -1,11 +1,19 @@
 """The vLLM plan: a pure function from (hardware, engine settings) to a frozen plan.
 
 ``build_plan`` picks the profile: vLLM's CPU build with the smoke checkpoint when there is no
-GPU (or ``SERVING_ENGINE=cpu``; ``cpu``), else the CUDA profile (``cuda``), which fits gpt-oss
-on the GPUs in the best tensor x data parallel layout (``topology``) from a memory model of
-vLLM's own terms (``memory``, ``mxfp4_layout``, ``kv_cache``, ``cards``), or raises
-``PlanRefused`` with what would fit (``refusal``). Neither starts anything. ``vllm_log``
-reads vLLM's start-up memory lines back for comparison with the plan.
+GPU (or ``SERVING_ENGINE=cpu``), else the CUDA profile. Neither starts anything. The modules
+in the order a reader needs them:
+
+- ``types``: what comes out (``EnginePlan``: argv, environment, served names, and the memory,
+  concurrency and topology figures behind them) and ``PlanRefused``.
+- ``model_spec``: the model's architecture numbers and names, read from ``config.json``.
+- ``cpu`` and ``cuda``: the two profiles. ``cuda`` fits gpt-oss on the GPUs in the best
+  tensor x data parallel layout (``topology``) from a memory model in vLLM's own terms
+  (``memory``, ``mxfp4_layout``, ``kv_cache``, ``cards``, ``embedding_share``), estimates
+  the decode rate and the sidecar workers it needs (``throughput``), or refuses with what
+  would fit (``refusal``).
+- ``flags``: every vLLM-version-specific flag and variable, in one place.
+- ``vllm_log``: reads vLLM's start-up memory lines back, to compare them with the plan.
 """
 
 from __future__ import annotations

@@ -54,14 +54,7 @@ def cpu_plan(
     kv_bytes = CPU_KVCACHE_GIB * GiB
     dtype_bytes = DTYPE_BYTES[dtype]
     blocks = BlockLayout(flags.CPU_BLOCK_SIZE, flags.CPU_BATCHES_IN_FLIGHT * mnbt, dtype_bytes)
-    cap = kv_capacity(
-        spec,
-        kv_bytes,
-        max_model_len=max_len,
-        dtype_bytes=dtype_bytes,
-        block_size=blocks.block_size,
-        in_flight_tokens=blocks.in_flight_tokens,
-    )
+    cap = kv_capacity(spec, kv_bytes, blocks, max_model_len=max_len)
     weights = (
         spec.weight_bytes() if spec.quantization == "mxfp4" else spec.param_count * dtype_bytes
     )

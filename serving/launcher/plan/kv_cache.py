@@ -70,26 +70,6 @@ class KvCapacity:
     kv_cache_tokens: int  # "KV cache size: <n> tokens" (= int(max_concurrency * max_model_len))
 
 
-def kv_capacity(
-    spec: ModelSpec,
-    kv_bytes: int,
-    *,
-    max_model_len: int,
-    dtype_bytes: int,
-    block_size: int,
-    in_flight_tokens: int,
-    tensor_parallel: int = 1,
-) -> KvCapacity:
-    """Mirror of vLLM 0.32 ``get_kv_cache_config_from_groups`` + ``get_kv_cache_capacity``."""
-    per_block = kv_block_bytes(spec, dtype_bytes, block_size, tensor_parallel)
-    num_blocks = max(0, kv_bytes) // per_block
-    per_request = kv_blocks_per_request(
-        spec, max_model_len, block_size=block_size, in_flight_tokens=in_flight_tokens
-    )
-    concurrency = num_blocks / per_request
-    return KvCapacity(num_blocks, concurrency, int(concurrency * max_model_len))
-
-
 @dataclass(frozen=True)
 class BlockLayout:
     """How one engine pages its KV cache: block size and tokens in flight per request."""
@@ -98,6 +78,19 @@ class BlockLayout:
     in_flight_tokens: int
     dtype_bytes: int = 2
     tensor_parallel: int = 1
+
+
+def kv_capacity(
+    spec: ModelSpec, kv_bytes: int, layout: BlockLayout, *, max_model_len: int
+) -> KvCapacity:
+    """Mirror of vLLM 0.32 ``get_kv_cache_config_from_groups`` + ``get_kv_cache_capacity``."""
+    per_block = kv_block_bytes(spec, layout.dtype_bytes, layout.block_size, layout.tensor_parallel)
+    num_blocks = max(0, kv_bytes) // per_block
+    per_request = kv_blocks_per_request(
+        spec, max_model_len, block_size=layout.block_size, in_flight_tokens=layout.in_flight_tokens
+    )
+    concurrency = num_blocks / per_request
+    return KvCapacity(num_blocks, concurrency, int(concurrency * max_model_len))
 
 
 def request_bytes(spec: ModelSpec, tokens: int, layout: BlockLayout) -> int:

@@ -92,13 +92,7 @@ def _fit(request: FitRequest, tp: int, dp: int, max_num_seqs: int) -> Fit:
         tp,
     )
     cap = kv_capacity(
-        request.spec,
-        memory.kv_bytes(rows),
-        max_model_len=request.max_model_len,
-        dtype_bytes=blocks.dtype_bytes,
-        block_size=blocks.block_size,
-        in_flight_tokens=blocks.in_flight_tokens,
-        tensor_parallel=tp,
+        request.spec, memory.kv_bytes(rows), blocks, max_model_len=request.max_model_len
     )
     return Fit(tp, dp, shape, rows, cap, blocks)
 
