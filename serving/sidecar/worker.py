@@ -11,6 +11,7 @@ SIGTERM: readiness turns 503, new connections stop, in-flight requests get the g
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
@@ -22,6 +23,7 @@ from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineStateView
 from serving.sidecar.state import SidecarControl
 
+log = logging.getLogger(__name__)
 CHAT_STATE_FILE = "engine-chat.json"
 EMBEDDING_STATE_FILE = "engine-embedding.json"
 
@@ -41,12 +43,11 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 def main() -> int:
     settings = SidecarSettings()
     shared = settings.shared_state_dir
-    if shared is None:
-        print("serving.sidecar.worker is started by the launcher (SERVING_WORKERS > 1)",
-              file=sys.stderr)
-        return 2
     index = sys.argv[1] if len(sys.argv) > 1 else "0"
     configure_logging(PathSettings().log_dir / f"sidecar-worker-{index}.log")
+    if shared is None:
+        log.error("serving.sidecar.worker is started by the launcher (SERVING_WORKERS > 1)")
+        return 2
     # The launcher writes the mirrors before it starts workers; a standalone sidecar
     # (`serving sidecar`, vLLM started elsewhere) has none, and no engine state to report.
     chat, embedding = (shared / name for name in (CHAT_STATE_FILE, EMBEDDING_STATE_FILE))
