@@ -13,17 +13,10 @@ import json
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
 from serving.errors import BadRequest, ServingError, from_upstream_exception
 from serving.protocols.names import model_names
 from serving.sidecar.interface import Call
-
-
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body in the OpenAPI schema, for routes that parse it themselves."""
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
 
 
 def embedding_model_for(call: Call, requested: str) -> str:

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.errors import OLLAMA, dialect_route
-from serving.protocols.embedding_engine import embed, json_body
-from serving.protocols.ollama.types import parse_body
+from serving.protocols.embedding_engine import embed
+from serving.protocols.ollama.types import openapi_body, parse_body
 from serving.sidecar.interface import Call, work
 
 
@@ -44,7 +44,7 @@ def build_router() -> APIRouter:
                        responses=OLLAMA.responses())
 
     @router.post("/api/embed", summary="Embeddings for one or more inputs",
-                 openapi_extra=json_body(OllamaEmbedRequest))
+                 openapi_extra=openapi_body(OllamaEmbedRequest))
     async def ollama_embed(request: Request, call: Embeddings) -> JSONResponse:
         # Parsed by hand: Ollama's own examples (curl -d) send JSON without a Content-Type.
         body = parse_body(OllamaEmbedRequest, await request.body())
@@ -61,7 +61,7 @@ def build_router() -> APIRouter:
         })
 
     @router.post("/api/embeddings", summary="Embedding of one prompt (legacy)",
-                 openapi_extra=json_body(OllamaEmbeddingsRequest))
+                 openapi_extra=openapi_body(OllamaEmbeddingsRequest))
     async def ollama_embeddings(request: Request, call: Embeddings) -> JSONResponse:
         body = parse_body(OllamaEmbeddingsRequest, await request.body())
         result = await embed(call, body.model, [body.prompt], truncate=True, dimensions=None)
