@@ -36,14 +36,14 @@ class SmokeRecipe:
     sliding_window: int = 128
     max_position_embeddings: int = 131072
     # Training (fp32 on CPU; weights saved as bf16 like the released checkpoints).
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
     seed: int = 1234
     steps: int = 280
     batch_size: int = 8
-    learning_rate: float = 3e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.0
-    torch_threads: int = 2
     save_dtype: str = "bfloat16"
+    warmup_steps: int = 20
+    torch_threads: int = 2
     self_check_prompts: int = 8
 
     def as_dict(self) -> dict[str, Any]:
