@@ -9,9 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The engine-fault test kills vLLM under the shared stack: run it after everything else."""
     last = [item for item in items if "test_zz_engine_fault" in item.nodeid]
     items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Callable[..., Any]:
+    """`async with sidecar(fake=None, **settings) as sc:` the real app in process over a fake
+    vLLM (tests/sidecar_fixture.py)."""
+    from tests.sidecar_fixture import starter
+
+    return starter(tmp_path)
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from serving.protocols.ollama.routes import _ndjson
 from serving.protocols.ollama.stream import StreamState
 from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key
-from tests.protocols.ollama_fakes import FakeVLLM, sse
+from tests.fake_vllm import FakeVLLM, sse
 
 
 def chunks() -> bytes:
@@ -40,7 +40,7 @@ async def test_generate_non_stream_seed_shape(sidecar: Any) -> None:
     async with sidecar(FakeVLLM(stream=chunks())) as sc:
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.chat_key),
+            headers=sc.auth(sc.keys.chat),
             json={
                 "model": "gpt-oss:20b",
                 "prompt": "Hej!",
@@ -119,13 +119,13 @@ async def test_auth_errors_are_ollama_shaped(sidecar: Any) -> None:
         assert r.status_code == 401 and isinstance(r.json()["error"], str)
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.models_key),
+            headers=sc.auth(sc.keys.models),
             json={"model": "gpt-oss:20b", "prompt": "x"},
         )
         assert r.status_code == 403
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.chat_key),
+            headers=sc.auth(sc.keys.chat),
             json={"model": "gpt-oss:20b", "prompt": "x", "raw": True},
         )
         assert r.status_code == 403 and "completions" in r.json()["error"]

@@ -59,7 +59,7 @@ class FakeUpstream(_Process):
                  first_byte_delay_ms: float = 0.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "tests.reliability.fake_upstream", "--port", str(self.port),
+        argv = [sys.executable, "-m", "tests.fake_vllm", "--port", str(self.port),
                 "--chunks", str(chunks), "--chunk-delay-ms", str(chunk_delay_ms),
                 "--first-byte-delay-ms", str(first_byte_delay_ms)]
         super().__init__(argv, dict(os.environ), tmp / f"fake-upstream-{self.port}.log")

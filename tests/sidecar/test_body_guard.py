@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serving.sidecar.body_guard import BodyLimits, BodyRejected, check_body
-from tests.reliability.conftest import openapi_schema, operations
+from tests.sidecar_fixture import openapi_schema, operations
 
 SMALL = BodyLimits(max_depth=4, max_items=5, max_messages=3, max_string_bytes=24)
 CHAT: dict[str, Any] = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
@@ -147,9 +147,9 @@ def _body_routes(app: Any) -> list[tuple[str, str]]:
     return [(m, p) for m, p in operations(openapi_schema(app)) if m in ("POST", "DELETE", "PUT")]
 
 
-async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(make_sidecar):
+async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(sidecar):
     deep = b'{"model":"gpt-oss-20b","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
-    async with make_sidecar(lambda r: httpx.Response(200, json={})) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json={})) as sc:
         app = sc.client._transport.app  # type: ignore[attr-defined]
         routes = _body_routes(app)
         assert {("POST", "/v1/chat/completions"), ("POST", "/api/generate"),
@@ -174,8 +174,8 @@ async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(make_
     assert 'status="400"' in metrics
 
 
-async def test_limits_come_from_the_settings(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json={}), max_json_depth=3,
+async def test_limits_come_from_the_settings(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json={}), max_json_depth=3,
                             max_messages=2) as sc:
         deep = await sc.client.post("/api/chat", json={**CHAT, "x": [[[1]]]}, headers=sc.auth())
         many = await sc.client.post("/v1/chat/completions",
@@ -188,11 +188,11 @@ async def test_limits_come_from_the_settings(make_sidecar):
     assert "limit is 2 (SERVING_MAX_MESSAGES)" in many.json()["error"]["message"]
 
 
-async def test_an_accepted_body_reaches_vllm_unchanged(make_sidecar):
+async def test_an_accepted_body_reaches_vllm_unchanged(sidecar):
     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
     body = json.dumps({**CHAT, "messages": CHAT["messages"] * 100,
                        "temperature": 0.5}).encode()
-    async with make_sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
 
         async def chunks():  # sent in pieces: the guard gathers them and replays one body
             for start in range(0, len(body), 1000):
@@ -205,8 +205,8 @@ async def test_an_accepted_body_reaches_vllm_unchanged(make_sidecar):
     assert forwarded["messages"] == CHAT["messages"] * 100 and forwarded["temperature"] == 0.5
 
 
-async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json={}), max_body_bytes=4096) as sc:
+async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json={}), max_body_bytes=4096) as sc:
 
         async def chunks():  # no content-length: the size is only known while reading
             for _ in range(10):
@@ -220,12 +220,12 @@ async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(
     assert posted(sc) == []
 
 
-async def test_duplicate_keys_the_last_one_is_what_vllm_gets(make_sidecar):
+async def test_duplicate_keys_the_last_one_is_what_vllm_gets(sidecar):
     """Python's json keeps the last duplicate; the sidecar forwards what it parsed, so what
     it checked (the model name) is what vLLM sees."""
     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
     body = b'{"model":"other","model":"gpt-oss-20b","messages":[{"role":"user","content":"a"}]}'
-    async with make_sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
         response = await sc.client.post("/v1/chat/completions", content=body, headers={
             **sc.auth(), "content-type": "application/json"})
     assert response.status_code == 200
