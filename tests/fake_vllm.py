@@ -104,6 +104,17 @@ class Chunks(httpx.AsyncByteStream):
             yield part
 
 
+def unreachable(error: type[httpx.TransportError] = httpx.ConnectError,
+                message: str = "connection refused") -> Handler:
+    """A vLLM that is not there (`ConnectError`) or too slow (`ReadTimeout`): every request
+    raises `error`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error(message, request=request)
+
+    return handler
+
+
 def streamed(blob: bytes | list[bytes], size: int = 97) -> httpx.Response:
     """A 200 text/event-stream response whose body arrives in pieces."""
     return httpx.Response(200, stream=Chunks(blob, size),

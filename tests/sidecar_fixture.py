@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from serving.config import SidecarSettings
 from serving.sidecar.app import create_app
+from serving.sidecar.engine_state import EngineState
 from serving.sidecar.keys import create_key, revoke_key
 from tests.fake_vllm import FakeVLLM
 
@@ -48,11 +49,13 @@ def make_keys(state_dir: Path) -> Keys:
     return Keys(admin, chat, models, revoked, keys_file)
 
 
-def build_app(state_dir: Path, fake: FakeVLLM | Handler, **overrides: Any) -> FastAPI:
-    """The real app over `fake`, its key file and aliases in `state_dir`."""
+def build_app(state_dir: Path, fake: FakeVLLM | Handler, engine: EngineState | None = None,
+              **overrides: Any) -> FastAPI:
+    """The real app over `fake`, its key file and aliases in `state_dir`; `engine` is the
+    launcher's view of the engine (None: no launcher, as `serving sidecar` runs)."""
     settings = SidecarSettings(**{"keys_file": state_dir / "keys.json",
                                   "aliases_file": state_dir / "aliases.json", **overrides})
-    return create_app(settings, transport=httpx.MockTransport(fake))
+    return create_app(settings, engine=engine, transport=httpx.MockTransport(fake))
 
 
 def openapi_schema(app: FastAPI) -> dict[str, Any]:
@@ -92,19 +95,20 @@ Start = Callable[..., AbstractAsyncContextManager[Sidecar]]
 
 
 def starter(state_dir: Path) -> Start:
-    """`start(fake=None, **settings_overrides)`: an async context manager of a running
-    `Sidecar` whose vLLM is `fake` (a `FakeVLLM`, a plain handler, or a default `FakeVLLM`)."""
+    """`start(fake=None, engine=None, **settings_overrides)`: an async context manager of a
+    running `Sidecar` whose vLLM is `fake` (a `FakeVLLM`, a plain handler, or a default
+    `FakeVLLM`) and whose launcher view of the engine is `engine`."""
 
     @asynccontextmanager
-    async def start(fake: FakeVLLM | Handler | None = None,
+    async def start(fake: FakeVLLM | Handler | None = None, engine: EngineState | None = None,
                     **overrides: Any) -> AsyncIterator[Sidecar]:
         keys = make_keys(state_dir)
-        engine = fake if isinstance(fake, FakeVLLM) else FakeVLLM(answer=fake)
+        vllm = fake if isinstance(fake, FakeVLLM) else FakeVLLM(answer=fake)
         aliases = state_dir / "state" / "aliases.json"
-        app = build_app(state_dir, engine, aliases_file=aliases, **overrides)
+        app = build_app(state_dir, vllm, engine, aliases_file=aliases, **overrides)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-                yield Sidecar(app, client, keys, engine, aliases)
+                yield Sidecar(app, client, keys, vllm, aliases)
 
     return start

@@ -16,7 +16,7 @@ from serving.protocols.ollama.routes import _ndjson
 from serving.protocols.ollama.stream import StreamState
 from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key
-from tests.fake_vllm import FakeVLLM, sse
+from tests.fake_vllm import FakeVLLM, sse, unreachable
 
 
 def chunks() -> bytes:
@@ -143,10 +143,7 @@ async def test_engine_errors_keep_their_status(sidecar: Any) -> None:
 
 
 async def test_engine_down_is_503_with_retry_after(sidecar: Any) -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    async with sidecar(down) as sc:
+    async with sidecar(unreachable(httpx.ConnectError, "refused")) as sc:
         r = await sc.client.post(
             "/api/generate",
             headers=sc.auth(),

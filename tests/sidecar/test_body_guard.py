@@ -232,29 +232,36 @@ async def test_duplicate_keys_the_last_one_is_what_vllm_gets(sidecar):
     assert json.loads(posted(sc)[-1].content)["model"] == "gpt-oss-20b"
 
 
-async def test_the_middleware_replays_the_body_then_passes_the_disconnect_through():
-    """The app sees the whole body once, then the client's own messages: a disconnect
-    still reaches the route (it aborts the upstream request)."""
+async def _behind_the_guard(path: str, incoming: list[dict[str, Any]],
+                            reads: int) -> list[dict[str, Any]]:
+    """The first `reads` messages an app behind the middleware receives of a POST to `path`
+    whose client sends `incoming`; the middleware must send nothing itself."""
     from serving.sidecar.body_guard import BodyGuardMiddleware
 
-    incoming = [{"type": "http.request", "body": b'{"a": [1, ', "more_body": True},
-                {"type": "http.request", "body": b"2]}", "more_body": False},
-                {"type": "http.disconnect"}]
     seen: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(await receive())
-        seen.append(await receive())
+        for _ in range(reads):
+            seen.append(await receive())
 
     async def send(message: Any) -> None:
         raise AssertionError(f"nothing is sent for an accepted body: {message}")
 
     guard = BodyGuardMiddleware(app, limits=BodyLimits())
-    await guard({"type": "http", "method": "POST", "path": "/api/chat", "state": {}},
-                receive, send)
+    await guard({"type": "http", "method": "POST", "path": path, "state": {}}, receive, send)
+    return seen
+
+
+async def test_the_middleware_replays_the_body_then_passes_the_disconnect_through():
+    """The app sees the whole body once, then the client's own messages: a disconnect
+    still reaches the route (it aborts the upstream request)."""
+    incoming = [{"type": "http.request", "body": b'{"a": [1, ', "more_body": True},
+                {"type": "http.request", "body": b"2]}", "more_body": False},
+                {"type": "http.disconnect"}]
+    seen = await _behind_the_guard("/api/chat", incoming, reads=2)
     assert seen == [{"type": "http.request", "body": b'{"a": [1, 2]}', "more_body": False},
                     {"type": "http.disconnect"}]
 
@@ -276,21 +283,9 @@ async def test_the_middleware_leaves_bodyless_requests_alone():
 
 
 async def test_a_client_that_leaves_mid_body_reaches_the_app_as_a_disconnect():
-    from serving.sidecar.body_guard import BodyGuardMiddleware
-
     incoming = [{"type": "http.request", "body": b'{"a": ', "more_body": True},
                 {"type": "http.disconnect"}]
-    seen: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(await receive())
-
-    await BodyGuardMiddleware(app, limits=BodyLimits())(
-        {"type": "http", "method": "POST", "path": "/v1/chat/completions", "state": {}},
-        receive, None)
+    seen = await _behind_the_guard("/v1/chat/completions", incoming, reads=1)
     assert seen == [{"type": "http.disconnect"}]
 
 

@@ -7,6 +7,8 @@ import os
 
 import httpx
 
+from tests.fake_vllm import unreachable
+
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hej! Hur mår du?"}]}
 
 SSE_EVENTS = [
@@ -126,10 +128,7 @@ async def test_upstream_errors_pass_through_with_status(sidecar):
 
 
 async def test_engine_down_is_503_with_retry_after(sidecar):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    async with sidecar(handler) as sc:
+    async with sidecar(unreachable(httpx.ConnectError)) as sc:
         response = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth())
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
@@ -137,10 +136,7 @@ async def test_engine_down_is_503_with_retry_after(sidecar):
 
 
 async def test_engine_timeout_is_504(sidecar):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
-
-    async with sidecar(handler) as sc:
+    async with sidecar(unreachable(httpx.ReadTimeout, "slow")) as sc:
         response = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth())
     assert response.status_code == 504
 
@@ -200,10 +196,7 @@ async def test_key_file_changes_are_picked_up_without_restart(sidecar):
 
 
 async def test_health_needs_no_key_and_ready_reports_unreachable(sidecar):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    async with sidecar(handler) as sc:
+    async with sidecar(unreachable(httpx.ConnectError, "refused")) as sc:
         health = await sc.client.get("/health")
         ready = await sc.client.get("/ready")
     assert health.json() == {"status": "ok"}
