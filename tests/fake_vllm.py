@@ -112,6 +112,7 @@ def unreachable(error: type[httpx.TransportError] = httpx.ConnectError,
     def handler(request: httpx.Request) -> httpx.Response:
         raise error(message, request=request)
 
+    handler.__name__ = f"unreachable_{error.__name__}"  # pytest's id where it is a parameter
     return handler
 
 
