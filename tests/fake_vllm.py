@@ -270,6 +270,8 @@ class FakeVLLM:
     def _get(self, path: str) -> httpx.Response:
         if path == "/metrics":
             return httpx.Response(200, content=metrics_text())
+        if path == "/health":  # vLLM: 200, empty, while the engine core is alive
+            return httpx.Response(200)
         listing = models_list(self.max_model_len, self.root, self.names)
         if path == "/v1/models":
             return httpx.Response(200, json=listing)
