@@ -4,19 +4,18 @@ vLLM's CPU build, the smoke checkpoint and the sidecar on free loopback ports.""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from serving.sidecar.keys import create_key
+from tests.processes import free_port, stop, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 # First run builds the smoke checkpoint (minutes on 2 cores) before vLLM loads it.
@@ -29,10 +28,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [item for item in items if item not in last] + last
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Callable[..., Any]:
+    """`async with sidecar(fake=None, **settings) as sc:` the real app in process over a fake
+    vLLM (tests/sidecar_fixture.py)."""
+    from tests.sidecar_fixture import starter
+
+    return starter(tmp_path)
 
 
 @dataclass
@@ -54,21 +56,6 @@ class Stack:
         engine = body.get("engine")
         assert isinstance(engine, dict), body
         return engine
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STACK_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
-            pytest.fail(f"launcher exited with {process.returncode} before ready:\n{tail}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=3).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    pytest.fail(f"stack not ready after {STACK_READY_TIMEOUT_S}s")
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
     url = f"http://127.0.0.1:{sidecar_port}"
     try:
-        _wait_ready(url, process, log_path)
+        wait_ready(f"{url}/ready", process, log_path, STACK_READY_TIMEOUT_S)
         keys_file = state_dir / "keys.json"
         chat_key, _ = create_key(keys_file, user="chat-only", permissions=["chat"])
         ready = httpx.get(f"{url}/ready", timeout=5).json()
@@ -111,10 +98,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process=process,
         )
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)

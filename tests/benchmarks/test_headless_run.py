@@ -7,31 +7,25 @@ happen to the pytest process.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from benchmarks.server_counters import GENERATION_TOKENS, prometheus_counter
+from tests.processes import free_port, http_status, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNKS = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def fake_upstream() -> Iterator[str]:
-    port = _free_port()
+def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
     argv = [
         sys.executable,
         "-m",
@@ -44,23 +38,15 @@ def fake_upstream() -> Iterator[str]:
         "--chunk-delay-ms",
         "1",
     ]
-    process = subprocess.Popen(argv, cwd=REPO)
+    log = tmp_path_factory.mktemp("fake-upstream") / "out.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, (
-                    "fake upstream did not start"
-                )
-                time.sleep(0.1)
+        wait_ready(lambda: http_status(url + "/health") is not None, process, log, 30, 0.1)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process, timeout_s=10)
 
 
 def _bench(*args: str, timeout: float = 120) -> str:
@@ -74,6 +60,27 @@ def _bench(*args: str, timeout: float = 120) -> str:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
+
+
+def _one_step(url: str, api: str, concurrency: int, results: Path) -> dict[str, Any]:
+    """A half-second run at one concurrency; its step from summary.json."""
+    _bench(
+        "run",
+        "--base-url",
+        url,
+        "--api",
+        api,
+        "--concurrency",
+        str(concurrency),
+        "--step-seconds",
+        "0.5",
+        "--no-plan",
+        "--results-dir",
+        str(results),
+    )
+    (out,) = results.iterdir()
+    step: dict[str, Any] = json.loads((out / "summary.json").read_text())["steps"][0]
+    return step
 
 
 def _generated(url: str) -> float:
@@ -145,42 +152,12 @@ def test_ollama_user_and_non_streaming_user_parse_their_apis(
     fake_upstream: str, tmp_path: Path
 ) -> None:
     # The fake speaks OpenAI only: the Ollama user must report failures, never crash or count tokens.
-    _bench(
-        "run",
-        "--base-url",
-        fake_upstream,
-        "--api",
-        "ollama-chat",
-        "--concurrency",
-        "1",
-        "--step-seconds",
-        "0.5",
-        "--no-plan",
-        "--results-dir",
-        str(tmp_path / "ollama"),
-    )
-    (out,) = (tmp_path / "ollama").iterdir()
-    step = json.loads((out / "summary.json").read_text())["steps"][0]
+    step = _one_step(fake_upstream, "ollama-chat", 1, tmp_path / "ollama")
     assert (
         step["completed"] == 0 and step["failed"] > 0 and "HTTP 404" in next(iter(step["errors"]))
     )
 
-    _bench(
-        "run",
-        "--base-url",
-        fake_upstream,
-        "--api",
-        "openai-chat",
-        "--concurrency",
-        "2",
-        "--step-seconds",
-        "0.5",
-        "--no-plan",
-        "--results-dir",
-        str(tmp_path / "plain"),
-    )
-    (out,) = (tmp_path / "plain").iterdir()
-    step = json.loads((out / "summary.json").read_text())["steps"][0]
+    step = _one_step(fake_upstream, "openai-chat", 2, tmp_path / "plain")
     assert step["completed"] > 0 and step["failed"] == 0
     assert step["output_tokens"] == CHUNKS * step["completed"]
     assert step["ttft_ms"]["p50"] is None  # undefined without streaming (null in JSON)

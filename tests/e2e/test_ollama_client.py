@@ -13,24 +13,14 @@ import httpx
 import ollama
 import pytest
 
+from tests.ollama_samples import WEATHER_TOOL
+
 pytestmark = pytest.mark.e2e
 
 MODEL = "gpt-oss:20b"
 # The smoke model is a toy: sampled output drifts off the harmony format now and then, so
 # tests that assert on content decode greedily.
 GREEDY = {"temperature": 0}
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a location.",
-        "parameters": {
-            "type": "object",
-            "required": ["city"],
-            "properties": {"city": {"type": "string", "description": "City name"}},
-        },
-    },
-}
 
 
 def client(stack: Any, key: str | None = None) -> ollama.Client:

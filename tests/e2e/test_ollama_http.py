@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from serving.protocols.ollama.context import context_to_messages, harmony_encoding
+from tests.ollama_samples import SEED_OPTIONS as SEED_ROWS
 
 pytestmark = pytest.mark.e2e
 
@@ -18,31 +19,10 @@ MODEL = "gpt-oss:20b"
 # The smoke model is a toy: sampled output drifts off the harmony format now and then, so
 # tests that assert on content add greedy decoding to the seed's request shapes.
 GREEDY = {"temperature": 0}
-SEED_OPTIONS = {  # every row of the seed's options table plus its system configuration
-    "temperature": 0.7,
-    "top_p": 0.9,
-    "top_k": 40,
-    "repeat_penalty": 1.1,
-    "seed": 42,
-    "num_predict": 512,
-    "num_ctx": 2048,
-    "stop": ["###"],
-    "tfs_z": 1.0,
-    "typical_p": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "mirostat": 0,
-    "mirostat_tau": 5.0,
-    "mirostat_eta": 0.1,
-    "num_gpu": 1,
-    "gpu_layers": 35,
-    "main_gpu": 0,
-    "low_vram": False,
-    "f16_kv": True,
-    "vocab_only": False,
-    "use_mmap": True,
-    "use_mlock": False,
-}
+# Every row of the seed's options table plus its system configuration, with this test's
+# context size, stop and penalties.
+SEED_OPTIONS = {**SEED_ROWS, "num_ctx": 2048, "stop": ["###"], "presence_penalty": 0.0,
+                "frequency_penalty": 0.0}
 
 
 def post(stack: Any, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:

@@ -39,8 +39,9 @@ def kustomize(directory: Path) -> Objects:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def composed(tmp_dir: Path, overlay: str, components: tuple[str, ...]) -> Path:
-    """A throwaway kustomization: ``overlay`` plus optional ``components`` (as a user adds them)."""
+def composed(tmp_dir: Path, overlay: str, components: tuple[str, ...] = (), extra: str = "") -> Path:
+    """A throwaway kustomization: ``overlay`` plus optional ``components`` (as a user adds them)
+    and ``extra`` YAML (a user's patches, images, secrets)."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def rel(path: Path) -> str:  # kustomize refuses absolute paths
@@ -51,10 +52,11 @@ def composed(tmp_dir: Path, overlay: str, components: tuple[str, ...]) -> Path:
         "kind: Kustomization",
         "resources:",
         f"  - {rel(K8S_DIR / 'overlays' / overlay)}",
-        "components:",
+        *(["components:"] if components else []),
         *(f"  - {rel(K8S_DIR / 'components' / c)}" for c in components),
     ]
-    (tmp_dir / "kustomization.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n" + extra
+    (tmp_dir / "kustomization.yaml").write_text(text, encoding="utf-8")
     return tmp_dir
 
 

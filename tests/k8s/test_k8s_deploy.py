@@ -27,6 +27,7 @@ from tests.k8s.manifests import (
     OVERLAYS,
     REPO_ROOT,
     Objects,
+    composed,
     find_kubectl,
     kustomize,
     only,
@@ -210,13 +211,7 @@ def test_podmonitor_is_selected_and_scrapes_the_private_metrics_port(
     assert service_ports == {"http"}, "the Service must not expose the metrics port"
 
 
-MONITORING_OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {overlay}
-components:
-  - {monitoring}
+MONITORING_PATCHES = """\
 patches:
   - target:
       kind: PodMonitor
@@ -239,10 +234,7 @@ def test_monitoring_release_label_and_namespace_are_configurable(tmp_path: Path)
     """docs/deploy.md's recipe for a Prometheus with another release name and namespace."""
     doc = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert "value: my-prometheus" in doc and "kubernetes.io~1metadata.name" in doc
-    (tmp_path / "kustomization.yaml").write_text(MONITORING_OVERLAY.format(
-        overlay=os.path.relpath(K8S_DIR / "overlays" / "h100", tmp_path),
-        monitoring=os.path.relpath(K8S_DIR / "components" / "monitoring", tmp_path)))
-    objects = kustomize(tmp_path)
+    objects = kustomize(composed(tmp_path, "h100", ("monitoring",), MONITORING_PATCHES))
     assert only(objects, "PodMonitor")["metadata"]["labels"]["release"] == "my-prometheus"
     metrics_rule = only(objects, "NetworkPolicy")["spec"]["ingress"][1]
     assert metrics_rule["ports"] == [{"protocol": "TCP", "port": 8090}]
@@ -412,11 +404,7 @@ def test_gpu_selection_needs_no_feature_discovery_labels(
         assert "cloud.google.com/gke-accelerator" in labels
 
 
-GPU_NODE_OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {overlay}
+GPU_NODE_PATCH = """\
 patches:
   - target:
       kind: Deployment
@@ -435,9 +423,7 @@ patches:
 def test_gpu_node_affinity_is_replaceable(tmp_path: Path) -> None:
     """docs/deploy.md's recipe for nodes labelled some other way (EKS instance types)."""
     assert "node.kubernetes.io/instance-type" in (REPO_ROOT / "docs" / "deploy.md").read_text()
-    overlay = os.path.relpath(K8S_DIR / "overlays" / "h100", tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(GPU_NODE_OVERLAY.format(overlay=overlay))
-    objects = kustomize(tmp_path)
+    objects = kustomize(composed(tmp_path, "h100", extra=GPU_NODE_PATCH))
     terms = pod_spec(objects)["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "node.kubernetes.io/instance-type",

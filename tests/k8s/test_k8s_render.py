@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import kubernetes_validate
 import pytest
 
 from serving.sidecar.keys import KeyLimits, create_key, hash_key
-from tests.k8s.manifests import K8S_DIR, OVERLAYS, Objects, kustomize, only
+from tests.k8s.manifests import K8S_DIR, OVERLAYS, Objects, composed, kustomize, only
 
 # The oldest Kubernetes the manifests target (PDB unhealthyPodEvictionPolicy is GA from 1.31)
 # and the newest schema kubernetes-validate 1.37.0 ships.
@@ -118,11 +117,7 @@ def test_manifests_pass_yamllint() -> None:
     assert problems == []
 
 
-USER_OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {overlay}
+USER_CHANGES = """\
 images:
   - name: registry.example.com/gpt-oss-serving
     newName: registry.internal/ml/gpt-oss-serving
@@ -141,9 +136,7 @@ def test_documented_user_overlay_replaces_image_and_keys(tmp_path: Path) -> None
     render no key Secret, so yours is created, not replaced)."""
     key, _ = create_key(tmp_path / "keys.json", user="alice", permissions=["chat"],
                         limits=KeyLimits())
-    overlay = os.path.relpath(K8S_DIR / "overlays" / "rtx3090", tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(USER_OVERLAY.format(overlay=overlay))
-    objects = kustomize(tmp_path)
+    objects = kustomize(composed(tmp_path, "rtx3090", extra=USER_CHANGES))
     secret = only(objects, "Secret", "gpt-oss-serving-keys")
     stored = json.loads(base64.b64decode(secret["data"]["keys.json"]))
     assert list(stored["keys"]) == [hash_key(key)] and key not in json.dumps(objects)

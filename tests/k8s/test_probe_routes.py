@@ -9,15 +9,13 @@ test_k8s_deploy.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
-from serving.config import SidecarSettings
-from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineState, Phase
-from serving.sidecar.keys import create_key
+from tests.fake_vllm import unreachable
+from tests.sidecar_fixture import Start
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -28,53 +26,33 @@ def _healthy(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"object": "list", "data": []})
 
 
-def _wedged(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("no answer", request=request)
-
-
 def _dead_engine_core(request: httpx.Request) -> httpx.Response:
     return httpx.Response(503)  # vLLM's /health once its engine core has died
 
 
-def _refused(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
-
-
-async def _live(tmp_path: Path, handler: Handler, phase: Phase | None) -> tuple[int, list[str]]:
-    keys = tmp_path / "keys.json"
-    create_key(keys, user="admin", permissions=["all"])
-    seen: list[str] = []
-
-    def recording(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.path)
-        return handler(request)
-
+async def _live(sidecar: Start, handler: Handler, phase: Phase | None) -> tuple[int, list[str]]:
     engine = None if phase is None else EngineState(phase=phase)
-    settings = SidecarSettings(keys_file=keys, aliases_file=tmp_path / "aliases.json")
-    app = create_app(settings, engine=engine, transport=httpx.MockTransport(recording))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-            response = await client.get("/live")  # no key: probes carry none
-    return response.status_code, [p for p in seen if p == "/health"]
+    async with sidecar(handler, engine=engine) as sc:
+        response = await sc.client.get("/live")  # no key: probes carry none
+    return response.status_code, [r.url.path for r in sc.seen if r.url.path == "/health"]
 
 
 @pytest.mark.parametrize(("phase", "handler", "status"), [
     ("running", _healthy, 200),
-    ("running", _wedged, 503),
+    ("running", unreachable(httpx.ReadTimeout, "no answer"), 503),
     ("running", _dead_engine_core, 503),
-    ("running", _refused, 503),
+    ("running", unreachable(httpx.ConnectError), 503),
 ])
 async def test_live_asks_a_running_engine(
-    tmp_path: Path, phase: Phase, handler: Handler, status: int
+    sidecar: Start, phase: Phase, handler: Handler, status: int
 ) -> None:
-    code, asked = await _live(tmp_path, handler, phase)
+    code, asked = await _live(sidecar, handler, phase)
     assert (code, asked) == (status, ["/health"])
 
 
 @pytest.mark.parametrize("phase", ["starting", "restarting", "stopping", None])
 async def test_live_leaves_engine_restarts_to_the_launcher(
-    tmp_path: Path, phase: Phase | None
+    sidecar: Start, phase: Phase | None
 ) -> None:
-    code, asked = await _live(tmp_path, _refused, phase)
+    code, asked = await _live(sidecar, unreachable(httpx.ConnectError), phase)
     assert (code, asked) == (200, [])

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.protocols.ollama_fakes import models_list
+from tests.fake_vllm import FakeVLLM, streamed
 
 MESSAGES = {"model": "gpt-oss-20b", "max_tokens": 64,
             "messages": [{"role": "user", "content": "Hej!"}]}
@@ -32,33 +32,16 @@ ANTHROPIC_EVENTS = [
 ]
 
 
-class Chunks(httpx.AsyncByteStream):
-    def __init__(self, blob: bytes, size: int = 7) -> None:
-        self.parts = [blob[i:i + size] for i in range(0, len(blob), size)]
-
-    async def __aiter__(self) -> Any:
-        for part in self.parts:
-            yield part
+def messages(request: httpx.Request) -> httpx.Response:
+    if json.loads(request.content).get("stream"):
+        return streamed(b"".join(ANTHROPIC_EVENTS), size=7)
+    return httpx.Response(200, json=ANTHROPIC_ANSWER)
 
 
-def fake_vllm(request: httpx.Request) -> httpx.Response:
-    if request.url.path == "/v1/models":
-        listing = models_list()
-        listing["data"] = [{**listing["data"][0], "id": name}
-                           for name in ("gpt-oss-20b", "gpt-oss:20b", "openai/gpt-oss-20b")]
-        return httpx.Response(200, json=listing)
-    if request.url.path == "/metrics":
-        return httpx.Response(200, text="")
-    body = json.loads(request.content)
-    if request.url.path == "/v1/messages" and body.get("stream"):
-        return httpx.Response(200, stream=Chunks(b"".join(ANTHROPIC_EVENTS)),
-                              headers={"content-type": "text/event-stream"})
-    if request.url.path == "/v1/messages":
-        return httpx.Response(200, json=ANTHROPIC_ANSWER)
-    if request.url.path == "/v1/messages/count_tokens":
-        return httpx.Response(200, json={"input_tokens": 11})
-    return httpx.Response(200, json={"choices": [], "usage": {"prompt_tokens": 1,
-                                                               "completion_tokens": 1}})
+def fake_vllm() -> FakeVLLM:
+    """vLLM with the Anthropic answers above; chat and responses as the fake answers them."""
+    count = lambda request: httpx.Response(200, json={"input_tokens": 11})
+    return FakeVLLM(routes={"/v1/messages": messages, "/v1/messages/count_tokens": count})
 
 
 async def _tokens(sc: Any, kind: str) -> str:
@@ -70,9 +53,9 @@ async def _tokens(sc: Any, kind: str) -> str:
 
 
 async def test_messages_with_x_api_key_are_passed_through_and_counted(sidecar: Any) -> None:
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         r = await sc.client.post("/v1/messages", json=MESSAGES,
-                                 headers={"x-api-key": sc.chat_key,
+                                 headers={"x-api-key": sc.keys.chat,
                                           "anthropic-version": "2023-06-01"})
         prompt, completion = await _tokens(sc, "prompt"), await _tokens(sc, "completion")
     assert r.status_code == 200 and r.json() == ANTHROPIC_ANSWER
@@ -82,9 +65,9 @@ async def test_messages_with_x_api_key_are_passed_through_and_counted(sidecar: A
 
 
 async def test_streamed_messages_are_relayed_byte_for_byte_and_counted(sidecar: Any) -> None:
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         r = await sc.client.post("/v1/messages", json={**MESSAGES, "stream": True},
-                                 headers={"x-api-key": sc.chat_key})
+                                 headers={"x-api-key": sc.keys.chat})
         prompt, completion = await _tokens(sc, "prompt"), await _tokens(sc, "completion")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.content == b"".join(ANTHROPIC_EVENTS)
@@ -93,14 +76,14 @@ async def test_streamed_messages_are_relayed_byte_for_byte_and_counted(sidecar: 
 
 
 async def test_messages_errors_have_anthropic_shape_and_client_types(sidecar: Any) -> None:
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         missing = await sc.client.post("/v1/messages", json=MESSAGES)
         no_chat = await sc.client.post("/v1/messages", json=MESSAGES,
-                                       headers={"x-api-key": sc.models_key})
+                                       headers={"x-api-key": sc.keys.models})
         invalid = await sc.client.post("/v1/messages", json={"model": "m"},
-                                       headers={"x-api-key": sc.chat_key})
+                                       headers={"x-api-key": sc.keys.chat})
         count = await sc.client.post("/v1/messages/count_tokens", json=MESSAGES,
-                                     headers={"x-api-key": sc.chat_key})
+                                     headers={"x-api-key": sc.keys.chat})
     assert missing.status_code == 401
     assert missing.json() == {"type": "error", "error": {
         "type": "authentication_error", "message": missing.json()["error"]["message"]}}
@@ -113,8 +96,8 @@ async def test_messages_errors_have_anthropic_shape_and_client_types(sidecar: An
 
 
 async def test_models_lists_the_canonical_name_once_and_aliases_still_work(sidecar: Any) -> None:
-    async with sidecar(fake_vllm) as sc:
-        listed = (await sc.client.get("/v1/models", headers=sc.auth(sc.models_key))).json()
+    async with sidecar(fake_vllm()) as sc:
+        listed = (await sc.client.get("/v1/models", headers=sc.auth(sc.keys.models))).json()
         await sc.client.post("/api/copy", headers=sc.auth(),
                              json={"source": "gpt-oss:20b", "destination": "team-model"})
         for name in ("gpt-oss:20b", "openai/gpt-oss-20b", "team-model", "gpt-oss:latest"):
@@ -132,7 +115,7 @@ async def test_empty_tools_are_accepted_on_every_route_that_takes_tools(sidecar:
         "/v1/responses": {"input": "hi"},
         "/v1/messages": {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
     }
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         for path, body in bodies.items():
             r = await sc.client.post(path, headers=sc.auth(), json={
                 "model": "gpt-oss-20b", "tools": [], "tool_choice": "auto", **body})
@@ -142,7 +125,7 @@ async def test_empty_tools_are_accepted_on_every_route_that_takes_tools(sidecar:
 
 
 async def test_bodies_that_are_not_json_or_utf8_are_client_errors(sidecar: Any) -> None:
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         answers = [
             await sc.client.post("/v1/chat/completions", content=content,
                                  headers={**sc.auth(), "content-type": "application/json"})
@@ -160,10 +143,10 @@ async def test_the_anthropic_sdk_reads_answers_streams_and_errors(sidecar: Any) 
     import anthropic
     import httpx2  # the transport library the anthropic SDK uses
 
-    async with sidecar(fake_vllm) as sc:
+    async with sidecar(fake_vllm()) as sc:
         app = sc.client._transport.app
         http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
-        client = anthropic.AsyncAnthropic(base_url="http://sidecar", api_key=sc.chat_key,
+        client = anthropic.AsyncAnthropic(base_url="http://sidecar", api_key=sc.keys.chat,
                                           http_client=http)
         message = await client.messages.create(**MESSAGES)
         async with client.messages.stream(**MESSAGES) as stream:

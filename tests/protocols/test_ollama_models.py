@@ -19,7 +19,7 @@ from serving.protocols.ollama.models import (
     normalize,
     read_checkpoint,
 )
-from tests.protocols.ollama_fakes import FakeVLLM
+from tests.fake_vllm import FakeVLLM
 
 
 def registry(tmp_path: Path, family: str = "gpt-oss-20b") -> ModelRegistry:
@@ -136,7 +136,7 @@ async def test_gpu_memory_in_use_is_what_nvml_says() -> None:
 async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) -> None:
     write_checkpoint(tmp_path / "ckpt")
     async with sidecar(FakeVLLM(max_model_len=8192, root=str(tmp_path / "ckpt"))) as sc:
-        tags = (await sc.client.get("/api/tags", headers=sc.auth(sc.models_key))).json()
+        tags = (await sc.client.get("/api/tags", headers=sc.auth(sc.keys.models))).json()
         names = [m["name"] for m in tags["models"]]
         assert names == ["gpt-oss:20b"]  # the served model once, as Ollama lists it
         entry = tags["models"][0]
@@ -146,7 +146,7 @@ async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) 
         assert entry["digest"].startswith("sha256:") and entry["size"] > 0
 
         r = await sc.client.post(
-            "/api/show", headers=sc.auth(sc.models_key), json={"name": "gpt-oss:20b"}
+            "/api/show", headers=sc.auth(sc.keys.models), json={"name": "gpt-oss:20b"}
         )
         show = r.json()
         assert show["model_info"]["gptoss.context_length"] == 8192
@@ -154,7 +154,7 @@ async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) 
         assert set(show["capabilities"]) == {"completion", "tools", "thinking"}
         assert "num_ctx 8192" in show["parameters"] and show["template"]
 
-        ps = (await sc.client.get("/api/ps", headers=sc.auth(sc.models_key))).json()
+        ps = (await sc.client.get("/api/ps", headers=sc.auth(sc.keys.models))).json()
         (loaded,) = ps["models"]
         assert loaded["context_length"] == 8192 and loaded["size_vram"] == 0
         assert loaded["name"] == "gpt-oss:20b"
@@ -163,7 +163,7 @@ async def test_tags_show_ps_report_the_deployment(sidecar: Any, tmp_path: Path) 
 
 async def test_model_management_routes(sidecar: Any) -> None:
     async with sidecar(FakeVLLM()) as sc:
-        admin, chat = sc.auth(), sc.auth(sc.chat_key)
+        admin, chat = sc.auth(), sc.auth(sc.keys.chat)
         copy = {"source": "gpt-oss:20b", "destination": "team/assistant"}
         assert (await sc.client.post("/api/copy", headers=chat, json=copy)).status_code == 403
         copied = await sc.client.post("/api/copy", headers=admin, json=copy)

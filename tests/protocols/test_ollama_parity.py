@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.protocols.ollama_fakes import models_list, sse
+from tests.fake_vllm import models_list, sse
 
 CHUNKS = sse(
     {"choices": [{"index": 0, "delta": {"reasoning": "Hm."}}]},
@@ -158,7 +158,7 @@ async def test_create_refusals_are_clear_400s(sidecar: Any, body: dict[str, Any]
 
 async def test_create_needs_the_admin_permission(sidecar: Any) -> None:
     async with sidecar(fake) as sc:
-        r = await _create(sc, {"model": "x", "from": MODEL}, key=sc.chat_key)
+        r = await _create(sc, {"model": "x", "from": MODEL}, key=sc.keys.chat)
     assert r.status_code == 403
 
 

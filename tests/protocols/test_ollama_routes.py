@@ -12,7 +12,7 @@ import httpx
 from serving.protocols.ollama.routes import _ndjson
 from serving.protocols.ollama.stream import StreamState
 from serving.sidecar.interface import Call
-from tests.protocols.ollama_fakes import FakeVLLM, sse
+from tests.fake_vllm import FakeVLLM, sse, unreachable
 
 
 def chunks() -> bytes:
@@ -36,7 +36,7 @@ async def test_generate_non_stream_seed_shape(sidecar: Any) -> None:
     async with sidecar(FakeVLLM(stream=chunks())) as sc:
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.chat_key),
+            headers=sc.auth(sc.keys.chat),
             json={
                 "model": "gpt-oss:20b",
                 "prompt": "Hej!",
@@ -115,13 +115,13 @@ async def test_auth_errors_are_ollama_shaped(sidecar: Any) -> None:
         assert r.status_code == 401 and isinstance(r.json()["error"], str)
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.models_key),
+            headers=sc.auth(sc.keys.models),
             json={"model": "gpt-oss:20b", "prompt": "x"},
         )
         assert r.status_code == 403
         r = await sc.client.post(
             "/api/generate",
-            headers=sc.auth(sc.chat_key),
+            headers=sc.auth(sc.keys.chat),
             json={"model": "gpt-oss:20b", "prompt": "x", "raw": True},
         )
         assert r.status_code == 403 and "completions" in r.json()["error"]
@@ -139,10 +139,7 @@ async def test_engine_errors_keep_their_status(sidecar: Any) -> None:
 
 
 async def test_engine_down_is_503_with_retry_after(sidecar: Any) -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    async with sidecar(down) as sc:
+    async with sidecar(unreachable(httpx.ConnectError, "refused")) as sc:
         r = await sc.client.post(
             "/api/generate",
             headers=sc.auth(),

@@ -2,7 +2,7 @@
 
 The real launcher code (signal handling, readiness, uvicorn's graceful shutdown, the
 supervisor stopping the engine's process group) runs unchanged; only the plan's argv
-starts tests/reliability/fake_upstream.py instead of vLLM::
+starts tests/fake_vllm.py (the paced server) instead of vLLM::
 
     python -m tests.reliability.fake_launcher --state-dir D --port P --engine-port E --grace 5
 """
@@ -38,7 +38,7 @@ def main() -> int:
                               shutdown_grace_s=args.grace, metrics_port=args.metrics_port)
     engine = EngineSettings(ready_timeout_s=30, max_restarts=0)
     plan = SimpleNamespace(
-        argv=(sys.executable, "-m", "tests.reliability.fake_upstream", "--port",
+        argv=(sys.executable, "-m", "tests.fake_vllm", "--port",
               str(args.engine_port), "--chunks", str(args.chunks),
               "--chunk-delay-ms", str(args.chunk_delay_ms)),
         env={}, profile="cpu", max_model_len=8192, quantization="fake",

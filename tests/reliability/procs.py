@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -14,23 +13,10 @@ import httpx
 import psutil
 
 from serving.sidecar.keys import create_key
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.processes import free_port, stop, wait_ready
 
 START_TIMEOUT_S = 120.0  # a start on 2 loaded cores; a broken start fails at once (exit)
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 class _Process:
@@ -46,12 +32,7 @@ class _Process:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop(self.process, timeout_s=15)
 
 
 class FakeUpstream(_Process):
@@ -59,11 +40,11 @@ class FakeUpstream(_Process):
                  first_byte_delay_ms: float = 0.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "tests.reliability.fake_upstream", "--port", str(self.port),
+        argv = [sys.executable, "-m", "tests.fake_vllm", "--port", str(self.port),
                 "--chunks", str(chunks), "--chunk-delay-ms", str(chunk_delay_ms),
                 "--first-byte-delay-ms", str(first_byte_delay_ms)]
         super().__init__(argv, dict(os.environ), tmp / f"fake-upstream-{self.port}.log")
-        wait_http(f"{self.url}/v1/models", self.process, self.log)
+        wait_ready(f"{self.url}/v1/models", self.process, self.log, START_TIMEOUT_S, interval_s=0.1)
 
     def state(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"{self.url}/fake/state", timeout=5).json()
@@ -93,7 +74,7 @@ class SidecarProcess(_Process):
         }
         argv = [sys.executable, "-m", "serving", "sidecar", "--port", str(self.port)]
         super().__init__(argv, full_env, tmp / f"sidecar-{self.port}.log")
-        wait_http(f"{self.url}/health", self.process, self.log)
+        wait_ready(f"{self.url}/health", self.process, self.log, START_TIMEOUT_S, interval_s=0.1)
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
@@ -130,7 +111,7 @@ class Launcher:
                  "--chunk-delay-ms", str(delay_ms), "--workers", str(workers),
                  "--metrics-port", str(self.metrics_port)],
                 cwd=REPO, env=dict(os.environ), stdout=sink, stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/ready", self.process, self.log)
+        wait_ready(f"{self.url}/ready", self.process, self.log, START_TIMEOUT_S, interval_s=0.1)
         self.engine_pid = int(httpx.get(f"{self.url}/ready").json()["engine"]["pid"])
 
     def kill(self) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from serving.sidecar.keys import create_key
-from tests.reliability.conftest import InProcess
+from tests.sidecar_fixture import Sidecar, Start
 
 PROMPT = "zebra-quokka-7731 please tell me the secret"
 MARK = "zebra-quokka-7731"
@@ -21,7 +21,7 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-async def _traffic(sc: InProcess, key: str) -> list[int]:
+async def _traffic(sc: Sidecar, key: str) -> list[int]:
     auth = {"Authorization": f"Bearer {key}"}
     chat = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": PROMPT}]}
     calls = [
@@ -46,19 +46,20 @@ async def _traffic(sc: InProcess, key: str) -> list[int]:
     return statuses
 
 
-async def test_no_key_and_no_prompt_in_any_log_record(sidecar: InProcess, all_logs, tmp_path: Path):
-    key, _ = create_key(sidecar.keys.keys_file, user="logged-user", permissions=["all"])
-    statuses = await _traffic(sidecar, key)
-    assert 200 in statuses and 400 in statuses and 401 in statuses and 404 in statuses
-    access = [r for r in all_logs.records if r.name == "serving.access"]
-    assert len(access) >= len(statuses)  # one line per request, and we did look at them
-    assert any("logged-user" in r.getMessage() for r in access)  # the user, not the key
-    product = [r for r in all_logs.records if r.name.split(".")[0] in ("serving", "uvicorn")]
-    assert len(product) >= len(access)
-    for record in product:  # (httpx's own records are the test client's, at INFO here)
-        text = record.getMessage() + str(record.args) + (record.exc_text or "")
-        assert key[7:20] not in text, (record.name, text)
-        assert MARK not in text, (record.name, text)
+async def test_no_key_and_no_prompt_in_any_log_record(sidecar: Start, all_logs, tmp_path: Path):
+    async with sidecar() as sc:
+        key, _ = create_key(sc.keys.file, user="logged-user", permissions=["all"])
+        statuses = await _traffic(sc, key)
+        assert 200 in statuses and 400 in statuses and 401 in statuses and 404 in statuses
+        access = [r for r in all_logs.records if r.name == "serving.access"]
+        assert len(access) >= len(statuses)  # one line per request, and we did look at them
+        assert any("logged-user" in r.getMessage() for r in access)  # the user, not the key
+        product = [r for r in all_logs.records if r.name.split(".")[0] in ("serving", "uvicorn")]
+        assert len(product) >= len(access)
+        for record in product:  # (httpx's own records are the test client's, at INFO here)
+            text = record.getMessage() + str(record.args) + (record.exc_text or "")
+            assert key[7:20] not in text, (record.name, text)
+            assert MARK not in text, (record.name, text)
 
 
 async def test_log_file_of_a_real_sidecar_process_has_no_key_or_prompt(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import warnings
 import httpx
 import pytest
 
-from tests.reliability.conftest import UNAUTHENTICATED, InProcess, openapi_schema, operations
+from tests.reliability.conftest import UNAUTHENTICATED
+from tests.sidecar_fixture import Sidecar, Start, build_app, openapi_schema, operations
 
 # Which permission each authenticated operation needs (the contract's permission list).
 PERMISSION: dict[tuple[str, str], str] = {
@@ -45,92 +46,93 @@ BODY: dict[str, object] = {
 }
 
 
-def _request(sc: InProcess, method: str, path: str, headers: dict[str, str]) -> httpx.Request:
+def _request(sc: Sidecar, method: str, path: str, headers: dict[str, str]) -> httpx.Request:
     url = path.replace("{model_id}", "gpt-oss-20b")
     json_body = BODY if method in ("POST", "DELETE") else None
     return sc.client.build_request(method, url, json=json_body, headers=headers)
 
 
-def _other_key(sc: InProcess, permission: str) -> str:
+def _other_key(sc: Sidecar, permission: str) -> str:
     return sc.keys.models if permission == "chat" else sc.keys.chat
 
 
-async def test_permission_table_covers_every_authenticated_route(sidecar: InProcess) -> None:
-    schema_ops = {op for op in operations(openapi_schema(sidecar.app)) if op not in UNAUTHENTICATED}
-    assert schema_ops == set(PERMISSION)
+async def test_permission_table_covers_every_authenticated_route(sidecar: Start) -> None:
+    async with sidecar() as sc:
+        schema_ops = {op for op in operations(openapi_schema(sc.app)) if op not in UNAUTHENTICATED}
+        assert schema_ops == set(PERMISSION)
 
 
 async def test_every_route_refuses_missing_wrong_revoked_and_unpermitted_keys(
-    sidecar: InProcess,
+    sidecar: Start,
 ) -> None:
-    sc = sidecar
-    failures = []
-    for method, path in operations(openapi_schema(sc.app)):
-        if (method, path) in UNAUTHENTICATED:
-            continue
-        permission = PERMISSION[(method, path)]
-        cases = [
-            ("no key", {}, 401),
-            ("wrong key", {"Authorization": "Bearer sk-gos-" + "x" * 43}, 401),
-            ("wrong x-api-key", {"x-api-key": "sk-gos-nope"}, 401),
-            ("revoked key", {"Authorization": f"Bearer {sc.keys.revoked}"}, 401),
-            ("empty bearer", {"Authorization": "Bearer "}, 401),
-            (f"key without {permission!r}",
-             {"Authorization": f"Bearer {_other_key(sc, permission)}"}, 403),
-        ]
-        for name, headers, expected in cases:
-            response = await sc.client.send(_request(sc, method, path, headers))
-            body = response.json()
-            error = body["error"]
-            shaped = isinstance(error, dict) if path.startswith("/v1") else isinstance(error, str)
-            if response.status_code != expected or not shaped:
-                failures.append(f"{method} {path} with {name}: {response.status_code} {body}")
-    assert failures == []
-    assert [str(r.url) for r in sc.fake.seen] == []  # nothing reached vLLM
+    async with sidecar() as sc:
+        failures = []
+        for method, path in operations(openapi_schema(sc.app)):
+            if (method, path) in UNAUTHENTICATED:
+                continue
+            permission = PERMISSION[(method, path)]
+            cases = [
+                ("no key", {}, 401),
+                ("wrong key", {"Authorization": "Bearer sk-gos-" + "x" * 43}, 401),
+                ("wrong x-api-key", {"x-api-key": "sk-gos-nope"}, 401),
+                ("revoked key", {"Authorization": f"Bearer {sc.keys.revoked}"}, 401),
+                ("empty bearer", {"Authorization": "Bearer "}, 401),
+                (f"key without {permission!r}",
+                 {"Authorization": f"Bearer {_other_key(sc, permission)}"}, 403),
+            ]
+            for name, headers, expected in cases:
+                response = await sc.client.send(_request(sc, method, path, headers))
+                body = response.json()
+                error = body["error"]
+                shaped = isinstance(error, dict) if path.startswith("/v1") else isinstance(error, str)
+                if response.status_code != expected or not shaped:
+                    failures.append(f"{method} {path} with {name}: {response.status_code} {body}")
+        assert failures == []
+        assert [str(r.url) for r in sc.fake.seen] == []  # nothing reached vLLM
 
 
-async def test_the_right_key_does_reach_vllm(sidecar: InProcess) -> None:
+async def test_the_right_key_does_reach_vllm(sidecar: Start) -> None:
     """The matrix above is only meaningful if the same requests pass with a good key."""
-    sc = sidecar
-    for method, path in [("POST", "/v1/chat/completions"), ("GET", "/v1/models"),
-                         ("POST", "/api/chat")]:
-        headers = {"Authorization": f"Bearer {sc.keys.admin}"}
-        response = await sc.client.send(_request(sc, method, path, headers))
-        assert response.status_code == 200, (path, response.text)
-    assert len(sc.fake.seen) >= 3
+    async with sidecar() as sc:
+        for method, path in [("POST", "/v1/chat/completions"), ("GET", "/v1/models"),
+                             ("POST", "/api/chat")]:
+            headers = {"Authorization": f"Bearer {sc.keys.admin}"}
+            response = await sc.client.send(_request(sc, method, path, headers))
+            assert response.status_code == 200, (path, response.text)
+        assert len(sc.fake.seen) >= 3
 
 
-async def test_unauthenticated_routes_reveal_no_engine_internals(sidecar: InProcess) -> None:
-    for method, path in sorted(UNAUTHENTICATED):
-        response = await sidecar.client.request(method, path)
-        assert response.status_code in (200, 404, 503), (method, path)
-        assert sidecar.keys.admin not in response.text
+async def test_unauthenticated_routes_reveal_no_engine_internals(sidecar: Start) -> None:
+    async with sidecar() as sc:
+        for method, path in sorted(UNAUTHENTICATED):
+            response = await sc.client.request(method, path)
+            assert response.status_code in (200, 404, 503), (method, path)
+            assert sc.keys.admin not in response.text
 
 
 @pytest.mark.parametrize("escape", ["..%2F..%2Fmetrics", "%2E%2E/%2E%2E/version", "%2e%2e%2fhealth"])
-async def test_model_id_cannot_walk_out_of_v1_models(sidecar: InProcess, escape: str) -> None:
+async def test_model_id_cannot_walk_out_of_v1_models(sidecar: Start, escape: str) -> None:
     """/v1/models/{model_id} forwards the id to vLLM; a decoded "../" must stay inside."""
-    sc = sidecar
-    response = await sc.client.get(f"/v1/models/{escape}",
-                                   headers={"Authorization": f"Bearer {sc.keys.models}"})
-    assert response.status_code == 404
-    assert all(r.url.path.startswith("/v1/models/") for r in sc.fake.seen), [
-        str(r.url) for r in sc.fake.seen]
+    async with sidecar() as sc:
+        response = await sc.client.get(f"/v1/models/{escape}",
+                                       headers={"Authorization": f"Bearer {sc.keys.models}"})
+        assert response.status_code == 404
+        assert all(r.url.path.startswith("/v1/models/") for r in sc.fake.seen), [
+            str(r.url) for r in sc.fake.seen]
 
 
-async def test_control_characters_in_model_id_are_a_client_error(sidecar: InProcess) -> None:
-    sc = sidecar
-    transport = httpx.ASGITransport(app=sc.app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-        response = await client.get("/v1/models/%1F",
-                                    headers={"Authorization": f"Bearer {sc.keys.models}"})
-    assert response.status_code < 500, response.text
+async def test_control_characters_in_model_id_are_a_client_error(sidecar: Start) -> None:
+    async with sidecar() as sc:
+        transport = httpx.ASGITransport(app=sc.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
+            response = await client.get("/v1/models/%1F",
+                                        headers={"Authorization": f"Bearer {sc.keys.models}"})
+        assert response.status_code < 500, response.text
 
 
 def test_openapi_is_clean(tmp_path) -> None:
     """Generating the schema warns about nothing (GET and HEAD / shared an operation id)."""
-    from tests.reliability.conftest import build_app
-    from tests.reliability.fakes import FakeVLLM
+    from tests.fake_vllm import FakeVLLM
 
     app = build_app(tmp_path, FakeVLLM())
     with warnings.catch_warnings():

@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from serving.protocols.ollama import types as ot
-from tests.reliability.conftest import build_app, make_keys, openapi_schema, operations
-from tests.reliability.fakes import MODEL_NAMES, FakeVLLM
+from tests.fake_vllm import MODEL_NAMES, FakeVLLM
+from tests.sidecar_fixture import build_app, make_keys, openapi_schema, operations
 
 FUZZ_EXAMPLES_DEFAULT = 12
 REQUEST_TIMEOUT_S = 10.0

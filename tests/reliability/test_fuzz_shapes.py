@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.conftest import InProcess, build_app, openapi_schema, operations
-from tests.reliability.fakes import FakeVLLM
+from tests.fake_vllm import FakeVLLM
+from tests.sidecar_fixture import Start, build_app, make_keys, openapi_schema, operations
 
 CHAT: dict[str, Any] = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
 OLLAMA = {"model": "gpt-oss:20b", "prompt": "hi", "stream": False,
@@ -79,21 +79,22 @@ def assert_protocol_answer(path: str, response: httpx.Response, label: str) -> N
 
 
 @pytest.mark.parametrize("method, path", body_routes(), ids=lambda v: str(v))
-async def test_malformed_shapes_never_5xx(sidecar: InProcess, method: str, path: str) -> None:
-    auth = {"Authorization": f"Bearer {sidecar.keys.admin}"}
-    statuses: dict[str, int] = {}
-    for name, body in SHAPES.items():
-        for content_type in CONTENT_TYPES:
-            headers = dict(auth) if content_type is None else {**auth, "content-type": content_type}
-            response = await sidecar.client.request(method, path, content=body, headers=headers)
-            label = f"{method} {path} {name} ({content_type})"
-            assert_protocol_answer(path, response, label)
-            statuses[f"{name} ({content_type})"] = response.status_code
-    # The shapes the guard owns are refused whatever the content type says.
-    for name in ("deep array", "deep object", "huge messages", "huge string", "NaN",
-                 "lone high surrogate", "encoded surrogate", "utf-16 body"):
-        assert {statuses[f"{name} ({ct})"] for ct in CONTENT_TYPES} == {400}, (name, statuses)
-    assert statuses["deep, unterminated (application/json)"] == 400
+async def test_malformed_shapes_never_5xx(sidecar: Start, method: str, path: str) -> None:
+    async with sidecar() as sc:
+        auth = {"Authorization": f"Bearer {sc.keys.admin}"}
+        statuses: dict[str, int] = {}
+        for name, body in SHAPES.items():
+            for content_type in CONTENT_TYPES:
+                headers = dict(auth) if content_type is None else {**auth, "content-type": content_type}
+                response = await sc.client.request(method, path, content=body, headers=headers)
+                label = f"{method} {path} {name} ({content_type})"
+                assert_protocol_answer(path, response, label)
+                statuses[f"{name} ({content_type})"] = response.status_code
+        # The shapes the guard owns are refused whatever the content type says.
+        for name in ("deep array", "deep object", "huge messages", "huge string", "NaN",
+                     "lone high surrogate", "encoded surrogate", "utf-16 body"):
+            assert {statuses[f"{name} ({ct})"] for ct in CONTENT_TYPES} == {400}, (name, statuses)
+        assert statuses["deep, unterminated (application/json)"] == 400
 
 
 def _mutations(valid: dict[str, Any]) -> st.SearchStrategy[bytes]:
@@ -117,7 +118,6 @@ def _mutations(valid: dict[str, Any]) -> st.SearchStrategy[bytes]:
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/responses",
                                   "/api/chat", "/api/generate", "/api/show"])
 def test_mutated_bodies_never_5xx(tmp_path: Any, path: str, request: pytest.FixtureRequest) -> None:
-    from tests.reliability.conftest import make_keys
 
     asked = request.config.getoption("--fuzz-examples", default=None)
     keys = make_keys(tmp_path)

@@ -24,8 +24,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -89,6 +90,27 @@ async def _refused(tally: Tally, kind: str, path: str, response: httpx.Response)
         await asyncio.sleep(float(response.headers.get("retry-after", "1")) / 4)
 
 
+T = TypeVar("T")
+
+
+async def _read_stream(response: httpx.Response, tally: Tally, kind: str, leave: bool,
+                       parse: Callable[[str], T]) -> list[T] | None:
+    """The stream's non-blank lines, parsed; None when the client left after three of them
+    (`leave`) or the stream was cut, both recorded in `tally`."""
+    lines: list[T] = []
+    try:
+        async for line in response.aiter_lines():
+            if line.strip():
+                lines.append(parse(line))
+            if leave and len(lines) == 3:
+                tally.record(kind, "left mid-stream")
+                return None
+    except httpx.HTTPError as exc:
+        tally.record(kind, "FAILED", f"stream cut ({type(exc).__name__}) after {lines[-2:]}")
+        return None
+    return lines
+
+
 async def openai_chat(http: httpx.AsyncClient, who: Client, tally: Tally, *, stream: bool,
                       leave: bool = False) -> None:
     kind = f"openai {'stream' if stream else 'json'}{' leave' if leave else ''}"
@@ -110,16 +132,8 @@ async def openai_chat(http: httpx.AsyncClient, who: Client, tally: Tally, *, str
             tally.tokens[who.user] += usage["prompt_tokens"] + usage["completion_tokens"]
             tally.record(kind, "completed")
             return
-        lines: list[str] = []
-        try:
-            async for line in response.aiter_lines():
-                if line:
-                    lines.append(line)
-                if leave and len(lines) == 3:
-                    tally.record(kind, "left mid-stream")
-                    return
-        except httpx.HTTPError as exc:
-            tally.record(kind, "FAILED", f"stream cut ({type(exc).__name__}) after {lines[-2:]}")
+        lines = await _read_stream(response, tally, kind, leave, str)
+        if lines is None:
             return
     events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
     if not lines or lines[-1] != "data: [DONE]":
@@ -146,16 +160,8 @@ async def ollama(http: httpx.AsyncClient, who: Client, tally: Tally, *, route: s
         if response.status_code != 200:
             await _refused(tally, kind, path, response)
             return
-        lines: list[dict[str, Any]] = []
-        try:
-            async for line in response.aiter_lines():
-                if line.strip():
-                    lines.append(json.loads(line))
-                if leave and len(lines) == 3:
-                    tally.record(kind, "left mid-stream")
-                    return
-        except httpx.HTTPError as exc:
-            tally.record(kind, "FAILED", f"stream cut ({type(exc).__name__}) after {lines[-2:]}")
+        lines = await _read_stream(response, tally, kind, leave, json.loads)
+        if lines is None:
             return
     last = lines[-1] if lines else {}
     if last.get("done") is True:

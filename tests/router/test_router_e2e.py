@@ -35,6 +35,7 @@ from benchmarks.prefix_workload import (
 from serving.launcher.replicas import ReplicaLayout, ReplicaRequest, plan_replicas
 from serving.launcher.router_config import REPLICA_HEADER, RouterConfig
 from serving.sidecar.keys import KeyLimits, create_key
+from tests.processes import stop, wait_ready
 from tests.router.conftest import free_port, start_router
 
 # Two more vLLM engines next to the session's stack: 10+ minutes on 2 cores, so `make test`
@@ -107,22 +108,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaStack]:
              "--replica-port-base", str(base)],
             cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(_ready(r.url) for r in layout.replicas):
-            if process.poll() is not None:
-                pytest.fail(f"launcher exited {process.returncode}: "
-                            f"{(state / 'up.out').read_text()[-3000:]}")
-            assert time.monotonic() < deadline, "replicas not ready"
-            time.sleep(3)
+        wait_ready(lambda: all(_ready(r.url) for r in layout.replicas), process,
+                   state / "up.out", READY_TIMEOUT_S, interval_s=3)
         yield ReplicaStack(url=f"http://127.0.0.1:{port}", layout=layout,
                            admin_key=(state / "admin.key").read_text().strip(), process=process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout_s=120)
 
 
 def test_openai_dialect_through_the_router(stack: ReplicaStack) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from serving.sidecar.app import DIALECTS
 from serving.sidecar.body_guard import BodyLimits, BodyRejected, check_body
-from tests.reliability.conftest import openapi_schema, operations
+from tests.sidecar_fixture import openapi_schema, operations
 
 SMALL = BodyLimits(max_depth=4, max_items=5, max_messages=3, max_string_bytes=24)
 CHAT: dict[str, Any] = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hi"}]}
@@ -148,9 +148,9 @@ def _body_routes(app: Any) -> list[tuple[str, str]]:
     return [(m, p) for m, p in operations(openapi_schema(app)) if m in ("POST", "DELETE", "PUT")]
 
 
-async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(make_sidecar):
+async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(sidecar):
     deep = b'{"model":"gpt-oss-20b","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
-    async with make_sidecar(lambda r: httpx.Response(200, json={})) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json={})) as sc:
         app = sc.client._transport.app  # type: ignore[attr-defined]
         routes = _body_routes(app)
         assert {("POST", "/v1/chat/completions"), ("POST", "/api/generate"),
@@ -175,8 +175,8 @@ async def test_every_body_route_refuses_deep_nesting_in_its_protocol_shape(make_
     assert 'status="400"' in metrics
 
 
-async def test_limits_come_from_the_settings(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json={}), max_json_depth=3,
+async def test_limits_come_from_the_settings(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json={}), max_json_depth=3,
                             max_messages=2) as sc:
         deep = await sc.client.post("/api/chat", json={**CHAT, "x": [[[1]]]}, headers=sc.auth())
         many = await sc.client.post("/v1/chat/completions",
@@ -189,11 +189,11 @@ async def test_limits_come_from_the_settings(make_sidecar):
     assert "limit is 2 (SERVING_MAX_MESSAGES)" in many.json()["error"]["message"]
 
 
-async def test_an_accepted_body_reaches_vllm_unchanged(make_sidecar):
+async def test_an_accepted_body_reaches_vllm_unchanged(sidecar):
     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
     body = json.dumps({**CHAT, "messages": CHAT["messages"] * 100,
                        "temperature": 0.5}).encode()
-    async with make_sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
 
         async def chunks():  # sent in pieces: the guard gathers them and replays one body
             for start in range(0, len(body), 1000):
@@ -206,8 +206,8 @@ async def test_an_accepted_body_reaches_vllm_unchanged(make_sidecar):
     assert forwarded["messages"] == CHAT["messages"] * 100 and forwarded["temperature"] == 0.5
 
 
-async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json={}), max_body_bytes=4096) as sc:
+async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json={}), max_body_bytes=4096) as sc:
 
         async def chunks():  # no content-length: the size is only known while reading
             for _ in range(10):
@@ -221,41 +221,48 @@ async def test_a_streamed_body_over_the_size_limit_is_413_in_the_protocol_shape(
     assert posted(sc) == []
 
 
-async def test_duplicate_keys_the_last_one_is_what_vllm_gets(make_sidecar):
+async def test_duplicate_keys_the_last_one_is_what_vllm_gets(sidecar):
     """Python's json keeps the last duplicate; the sidecar forwards what it parsed, so what
     it checked (the model name) is what vLLM sees."""
     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
     body = b'{"model":"other","model":"gpt-oss-20b","messages":[{"role":"user","content":"a"}]}'
-    async with make_sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
+    async with sidecar(lambda r: httpx.Response(200, json=reply)) as sc:
         response = await sc.client.post("/v1/chat/completions", content=body, headers={
             **sc.auth(), "content-type": "application/json"})
     assert response.status_code == 200
     assert json.loads(posted(sc)[-1].content)["model"] == "gpt-oss-20b"
 
 
-async def test_the_middleware_replays_the_body_then_passes_the_disconnect_through():
-    """The app sees the whole body once, then the client's own messages: a disconnect
-    still reaches the route (it aborts the upstream request)."""
+async def _behind_the_guard(path: str, incoming: list[dict[str, Any]],
+                            reads: int) -> list[dict[str, Any]]:
+    """The first `reads` messages an app behind the middleware receives of a POST to `path`
+    whose client sends `incoming`; the middleware must send nothing itself."""
     from serving.sidecar.body_guard import BodyGuardMiddleware
 
-    incoming = [{"type": "http.request", "body": b'{"a": [1, ', "more_body": True},
-                {"type": "http.request", "body": b"2]}", "more_body": False},
-                {"type": "http.disconnect"}]
     seen: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(await receive())
-        seen.append(await receive())
+        for _ in range(reads):
+            seen.append(await receive())
 
     async def send(message: Any) -> None:
         raise AssertionError(f"nothing is sent for an accepted body: {message}")
 
     guard = BodyGuardMiddleware(app, limits=BodyLimits(), dialects=DIALECTS)
-    await guard({"type": "http", "method": "POST", "path": "/api/chat", "state": {}},
-                receive, send)
+    await guard({"type": "http", "method": "POST", "path": path, "state": {}}, receive, send)
+    return seen
+
+
+async def test_the_middleware_replays_the_body_then_passes_the_disconnect_through():
+    """The app sees the whole body once, then the client's own messages: a disconnect
+    still reaches the route (it aborts the upstream request)."""
+    incoming = [{"type": "http.request", "body": b'{"a": [1, ', "more_body": True},
+                {"type": "http.request", "body": b"2]}", "more_body": False},
+                {"type": "http.disconnect"}]
+    seen = await _behind_the_guard("/api/chat", incoming, reads=2)
     assert seen == [{"type": "http.request", "body": b'{"a": [1, 2]}', "more_body": False},
                     {"type": "http.disconnect"}]
 
@@ -277,21 +284,9 @@ async def test_the_middleware_leaves_bodyless_requests_alone():
 
 
 async def test_a_client_that_leaves_mid_body_reaches_the_app_as_a_disconnect():
-    from serving.sidecar.body_guard import BodyGuardMiddleware
-
     incoming = [{"type": "http.request", "body": b'{"a": ', "more_body": True},
                 {"type": "http.disconnect"}]
-    seen: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(await receive())
-
-    await BodyGuardMiddleware(app, limits=BodyLimits(), dialects=DIALECTS)(
-        {"type": "http", "method": "POST", "path": "/v1/chat/completions", "state": {}},
-        receive, None)
+    seen = await _behind_the_guard("/v1/chat/completions", incoming, reads=1)
     assert seen == [{"type": "http.disconnect"}]
 
 

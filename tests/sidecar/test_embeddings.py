@@ -21,8 +21,8 @@ def fake_engine(request: httpx.Request) -> httpx.Response:
     })
 
 
-async def test_api_embed_with_the_chat_model_name_is_answered_by_the_embedding_model(make_sidecar):
-    async with make_sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
+async def test_api_embed_with_the_chat_model_name_is_answered_by_the_embedding_model(sidecar):
+    async with sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
         response = await sc.client.post("/api/embed", headers=sc.auth(),
                                         json={"model": "gpt-oss:20b", "input": ["a", "b"]})
     body = response.json()
@@ -34,15 +34,15 @@ async def test_api_embed_with_the_chat_model_name_is_answered_by_the_embedding_m
     assert forwarded["model"] == "all-minilm" and forwarded["truncate_prompt_tokens"] == -1
 
 
-async def test_legacy_api_embeddings_shape(make_sidecar):
-    async with make_sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
+async def test_legacy_api_embeddings_shape(sidecar):
+    async with sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
         response = await sc.client.post("/api/embeddings", headers=sc.auth(),
                                         json={"model": "gpt-oss:20b", "prompt": "hej"})
     assert response.json()["embedding"] == VECTOR
 
 
-async def test_openai_embeddings_pass_through(make_sidecar):
-    async with make_sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
+async def test_openai_embeddings_pass_through(sidecar):
+    async with sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
         response = await sc.client.post("/v1/embeddings", headers=sc.auth(),
                                         json={"model": "gpt-oss-20b", "input": "hello"})
     assert response.status_code == 200
@@ -50,8 +50,8 @@ async def test_openai_embeddings_pass_through(make_sidecar):
     assert response.json()["data"][0]["embedding"] == VECTOR
 
 
-async def test_embeddings_off_is_400_in_each_protocol(make_sidecar):
-    async with make_sidecar(fake_engine) as sc:
+async def test_embeddings_off_is_400_in_each_protocol(sidecar):
+    async with sidecar(fake_engine) as sc:
         ollama = await sc.client.post("/api/embed", headers=sc.auth(),
                                       json={"model": "gpt-oss:20b", "input": "x"})
         openai = await sc.client.post("/v1/embeddings", headers=sc.auth(),
@@ -62,16 +62,16 @@ async def test_embeddings_off_is_400_in_each_protocol(make_sidecar):
     assert sc.seen == []
 
 
-async def test_unknown_model_is_404(make_sidecar):
-    async with make_sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
+async def test_unknown_model_is_404(sidecar):
+    async with sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
         response = await sc.client.post("/api/embed", headers=sc.auth(),
                                         json={"model": "llama3", "input": "x"})
     assert response.status_code == 404
     assert response.json() == {"error": "model 'llama3' not found"}
 
 
-async def test_embeddings_need_the_permission(make_sidecar):
-    async with make_sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
-        response = await sc.client.post("/api/embed", headers=sc.auth(sc.chat_key),
+async def test_embeddings_need_the_permission(sidecar):
+    async with sidecar(fake_engine, embedding_upstream_url="http://embed") as sc:
+        response = await sc.client.post("/api/embed", headers=sc.auth(sc.keys.chat),
                                         json={"model": "gpt-oss:20b", "input": "x"})
     assert response.status_code == 403

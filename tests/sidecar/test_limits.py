@@ -70,9 +70,9 @@ async def test_concurrency_slot_is_returned_on_release():
         await limiter.admit(record(concurrent_requests=1))
 
 
-async def test_429_in_both_protocol_shapes_with_headers(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json=REPLY)) as sc:
-        key, _ = create_key(sc.keys_file, user="limited", permissions=["chat"],
+async def test_429_in_both_protocol_shapes_with_headers(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json=REPLY)) as sc:
+        key, _ = create_key(sc.keys.file, user="limited", permissions=["chat"],
                             limits=KeyLimits(requests_per_minute=2, tokens_per_minute=1000))
         ok = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth(key))
         assert ok.headers["x-ratelimit-limit-requests"] == "2"
@@ -91,8 +91,8 @@ async def test_429_in_both_protocol_shapes_with_headers(make_sidecar):
     assert 'status="429"' in metrics
 
 
-async def test_overloaded_engine_queue_gives_503(make_sidecar):
-    async with make_sidecar(lambda r: httpx.Response(200, json=REPLY),
+async def test_overloaded_engine_queue_gives_503(sidecar):
+    async with sidecar(lambda r: httpx.Response(200, json=REPLY),
                             max_engine_waiting=4) as sc:
         services_of(sc.client._transport.app).load.engine_waiting = 10  # as read from vLLM's /metrics
         response = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth())
@@ -148,13 +148,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-async def test_limits_hold_across_replicas_sharing_redis(make_sidecar, tmp_path, redis_url):
+async def test_limits_hold_across_replicas_sharing_redis(sidecar, tmp_path, redis_url):
     """Two sidecars, one Redis: a 3-per-minute key gets 3 requests in total, not 3 each."""
-    async with make_sidecar(lambda r: httpx.Response(200, json=REPLY), redis_url=redis_url) as a:
-        key, _ = create_key(a.keys_file, user="shared", permissions=["chat"],
+    async with sidecar(lambda r: httpx.Response(200, json=REPLY), redis_url=redis_url) as a:
+        key, _ = create_key(a.keys.file, user="shared", permissions=["chat"],
                             limits=KeyLimits(requests_per_minute=3))
-        async with make_sidecar(lambda r: httpx.Response(200, json=REPLY),
-                                redis_url=redis_url, keys_file=a.keys_file) as b:
+        async with sidecar(lambda r: httpx.Response(200, json=REPLY),
+                                redis_url=redis_url, keys_file=a.keys.file) as b:
             statuses = []
             for replica in (a, b, a, b, a):
                 response = await replica.client.post("/v1/chat/completions", json=CHAT,
@@ -181,7 +181,7 @@ async def _wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout_s: 
         await asyncio.sleep(0.2)
 
 
-async def test_redis_stopped_and_restarted_mid_run_never_gives_a_500(make_sidecar, redis_server):
+async def test_redis_stopped_and_restarted_mid_run_never_gives_a_500(sidecar, redis_server):
     """Fail-open: with Redis gone, limited keys are served and counted in the process (429
     once the local count is spent), /ready stays 200 and says why, the gauge reads 0; when
     Redis is back, counting is shared again."""
@@ -190,8 +190,8 @@ async def test_redis_stopped_and_restarted_mid_run_never_gives_a_500(make_sideca
             return httpx.Response(200, json={"data": [{"id": "gpt-oss-20b"}]})
         return httpx.Response(200, json=REPLY)
 
-    async with make_sidecar(vllm, redis_url=redis_server.url) as sc:
-        key, record = create_key(sc.keys_file, user="limited", permissions=["chat"],
+    async with sidecar(vllm, redis_url=redis_server.url) as sc:
+        key, record = create_key(sc.keys.file, user="limited", permissions=["chat"],
                                  limits=KeyLimits(requests_per_minute=3, concurrent_requests=2,
                                                   tokens_per_minute=10_000))
 

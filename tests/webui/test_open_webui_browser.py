@@ -14,17 +14,15 @@ Screenshots go to $WEBUI_SCREENSHOTS (`make webui-screenshots` puts them in docs
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port, stop, wait_ready
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser test: make test-webui")
 
@@ -58,44 +56,6 @@ CONNECTIONS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args} exited with {process.returncode}:\n"
-                        f"{log.read_text(errors='replace')[-4000:]}")
-        if http_status(url) == 200:
-            return
-        time.sleep(2)
-    pytest.fail(f"{url} not ready after {timeout_s:.0f}s; log: {log}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass
 class Stack:
     sidecar_url: str
@@ -126,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             processes.append(subprocess.Popen(
                 [SERVING_PYTHON, "-m", "serving", "up"], cwd=REPO, env=env,
                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        wait_for(f"{sidecar_url}/ready", processes[0], launcher_log, STACK_READY_TIMEOUT_S)
+        wait_ready(f"{sidecar_url}/ready", processes[0], launcher_log, STACK_READY_TIMEOUT_S)
         # Background tasks (titles, tags, follow-ups) would each be one more completion
         # on a 2-core host; the chat itself is what is tested.
         webui_env = {**env, **{f"ENABLE_{t}_GENERATION": "false"
@@ -138,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 cwd=REPO, env=webui_env, stdout=sink, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL))
         webui_url = f"http://127.0.0.1:{webui_port}"
-        wait_for(f"{webui_url}/health", processes[1], webui_log, WEBUI_READY_TIMEOUT_S)
+        wait_ready(f"{webui_url}/health", processes[1], webui_log, WEBUI_READY_TIMEOUT_S)
         yield Stack(sidecar_url, webui_url, state / "logs" / "serving.log")
     finally:
         for process in reversed(processes):

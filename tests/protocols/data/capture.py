@@ -24,21 +24,10 @@ from serving.protocols.ollama.stream import (
 )
 from serving.protocols.ollama.translate import ollama_chat_to_openai, ollama_generate_to_openai
 from serving.protocols.ollama.types import ChatRequest, GenerateRequest
+from tests.ollama_samples import WEATHER_TOOL as WEATHER
 
 HERE = Path(__file__).parent
 MODEL = "gpt-oss:20b"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a location.",
-        "parameters": {
-            "type": "object",
-            "required": ["city"],
-            "properties": {"city": {"type": "string", "description": "City name"}},
-        },
-    },
-}
 GREEDY = {"temperature": 0}  # the smoke model is a toy: sampled output drifts off-format
 CASES: dict[str, dict[str, object]] = {
     "generate_thinking": {
