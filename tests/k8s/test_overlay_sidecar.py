@@ -15,18 +15,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from serving.catalogue import FAMILIES, ModelCatalogue
 from serving.config import EngineSettings, SidecarSettings
 from serving.launcher.hardware import GPU_PRESETS, Hardware, preset_hardware
-from serving.launcher.plan import EnginePlan, build_plan
+from serving.launcher.plan import build_plan
 from serving.launcher.plan.model_spec import MODEL_CONFIGS_DIR
 from serving.protocols.ollama.models import parameter_size
-from serving.sidecar.app import create_app
-from serving.sidecar.keys import create_key
+from tests.fake_vllm import FakeVLLM
 from tests.k8s.manifests import K8S_DIR, Objects, kustomize, only
+from tests.sidecar_fixture import Start
 
 OVERLAY_DIRS = sorted(p.name for p in (K8S_DIR / "overlays").iterdir() if p.is_dir())
 GPU_ANNOTATION = "gpt-oss-serving.plan/gpu"
@@ -66,21 +65,6 @@ def _smoke_dir(tmp_path: Path) -> Path:
     return directory
 
 
-def _engine(plan: EnginePlan) -> httpx.MockTransport:
-    """vLLM as started from ``plan``: it lists exactly the plan's served names."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/models":
-            data = [{"id": name, "object": "model", "created": 1_754_000_000,
-                     "owned_by": "vllm", "root": plan.model,
-                     "max_model_len": plan.max_model_len}
-                    for name in plan.served_model_names]
-            return httpx.Response(200, json={"object": "list", "data": data})
-        return httpx.Response(200, text="")
-
-    return httpx.MockTransport(handle)
-
-
 @pytest.fixture(scope="module", params=OVERLAY_DIRS)
 def pod(request: pytest.FixtureRequest) -> tuple[str, dict[str, str], dict[str, str]]:
     env, annotations = _serving_pod(kustomize(K8S_DIR / "overlays" / request.param))
@@ -91,6 +75,7 @@ async def test_the_sidecar_expects_what_the_plan_serves(
     pod: tuple[str, dict[str, str], dict[str, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    sidecar: Start,
 ) -> None:
     overlay, env, annotations = pod
     for key in [k for k in os.environ if k.startswith(("SERVING_", "HF_", "VLLM_"))]:
@@ -99,27 +84,24 @@ async def test_the_sidecar_expects_what_the_plan_serves(
         monkeypatch.setenv(key, value)
     plan = build_plan(_hardware(annotations), EngineSettings(),
                       smoke_model_dir=_smoke_dir(tmp_path))
-    keys = tmp_path / "keys.json"
-    key, _ = create_key(keys, user="admin", permissions=["all"])
     # The pod's sidecar settings: its environment, with the key and alias files moved here.
-    settings = SidecarSettings(keys_file=keys, aliases_file=tmp_path / "aliases.json")
+    settings = SidecarSettings(keys_file=tmp_path / "keys.json",
+                               aliases_file=tmp_path / "aliases.json")
     catalogue: ModelCatalogue = settings.catalogue()
     assert catalogue == plan.catalogue, overlay
     if GPU_ANNOTATION in annotations:  # rendered by `make k8s-plans`: carried explicitly
         assert {k: env.get(k) for k in plan.sidecar_env()} == plan.sidecar_env()
 
-    app = create_app(settings, transport=_engine(plan))
-    auth = {"Authorization": f"Bearer {key}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-            ready = await client.get("/ready")
-            tags = await client.get("/api/tags", headers=auth)
-            shown = {name: await client.post("/api/show", headers=auth, json={"model": name})
-                     for name in catalogue.names()}
-            others = [c.display_name for c in FAMILIES.values() if c.family != catalogue.family]
-            strangers = [await client.post("/api/show", headers=auth, json={"model": name})
-                         for name in others]
+    engine = FakeVLLM(names=plan.served_model_names, root=plan.model,
+                      max_model_len=plan.max_model_len)
+    async with sidecar(engine) as sc:
+        ready = await sc.client.get("/ready")
+        tags = await sc.client.get("/api/tags", headers=sc.auth())
+        shown = {name: await sc.client.post("/api/show", headers=sc.auth(), json={"model": name})
+                 for name in catalogue.names()}
+        others = [c.display_name for c in FAMILIES.values() if c.family != catalogue.family]
+        strangers = [await sc.client.post("/api/show", headers=sc.auth(), json={"model": name})
+                     for name in others]
 
     assert ready.status_code == 200, f"{overlay}: {ready.text}"
     assert tags.status_code == 200 and tags.json()["models"][0]["name"] == catalogue.display_name
