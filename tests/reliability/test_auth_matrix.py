@@ -8,6 +8,7 @@ slip in without deciding its permission here.
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import httpx
@@ -140,3 +141,22 @@ def test_openapi_is_clean(tmp_path) -> None:
         schema = app.openapi()
     ids = [op["operationId"] for item in schema["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids))
+
+
+def test_every_body_is_in_the_schema_as_a_component(tmp_path) -> None:
+    """The Ollama routes parse their bodies themselves (clients send JSON without a JSON
+    content type), yet the schema documents each body, so clients and the fuzz see them."""
+    from tests.fake_vllm import FakeVLLM
+
+    schema = build_app(tmp_path, FakeVLLM()).openapi()
+    components = schema["components"]["schemas"]
+    posted = {(method, path): operation for path, item in schema["paths"].items()
+              for method, operation in item.items() if method in ("post", "delete")}
+    assert ("post", "/api/chat") in posted and ("delete", "/api/delete") in posted
+    for (method, path), operation in posted.items():
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+        reference = body.get("schema", {}).get("$ref", "")
+        assert reference.startswith("#/components/schemas/"), f"{method} {path}: {body}"
+        assert reference.rsplit("/", 1)[1] in components
+    assert "x-components" not in json.dumps(schema)
+    assert components["ChatRequest"]["properties"]["messages"]

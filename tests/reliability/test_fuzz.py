@@ -27,7 +27,6 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from pydantic import BaseModel
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -38,7 +37,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serving.protocols.ollama import types as ot
 from tests.fake_vllm import MODEL_NAMES, FakeVLLM
 from tests.sidecar_fixture import build_app, make_keys, openapi_schema, operations
 
@@ -46,20 +44,6 @@ FUZZ_EXAMPLES_DEFAULT = 12
 REQUEST_TIMEOUT_S = 10.0
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-OLLAMA_BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("post", "/api/generate"): ot.GenerateRequest,
-    ("post", "/api/chat"): ot.ChatRequest,
-    ("post", "/api/embed"): ot.EmbedRequest,
-    ("post", "/api/embeddings"): ot.EmbedRequest,
-    ("post", "/api/show"): ot.ShowRequest,
-    ("post", "/api/copy"): ot.CopyRequest,
-    ("delete", "/api/delete"): ot.DeleteRequest,
-    ("post", "/api/pull"): ot.PullRequest,
-    ("post", "/api/push"): ot.PushRequest,
-    ("post", "/api/create"): ot.CreateRequest,
-}
-
-
 @dataclass
 class Figures:
     requests: int = 0
@@ -71,24 +55,11 @@ class Figures:
     slowest_s: float = 0.0
 
 
-def with_ollama_bodies(schema: dict[str, Any]) -> dict[str, Any]:
-    schema = copy.deepcopy(schema)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for (method, path), model in OLLAMA_BODIES.items():
-        operation = schema["paths"].get(path, {}).get(method)
-        if operation is None or "requestBody" in operation:
-            continue
-        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
-        components[model.__name__] = body
-        operation["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
-    return _served_models_only(schema)
-
-
 def _served_models_only(schema: dict[str, Any]) -> dict[str, Any]:
     """Positive cases name a served model, so they get past the 404 into the real paths
-    (streams, translation); negative cases still send any other value."""
+    (streams, translation); negative cases still send any other value. The schema is the
+    app's own otherwise: every body, Ollama's included, is documented there."""
+    schema = copy.deepcopy(schema)
     for name, component in schema["components"]["schemas"].items():
         props = component.get("properties", {})
         if "model" in props and name != "ValidationError":
@@ -101,7 +72,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
     state_dir: Path = tmp_path_factory.mktemp("fuzz")
     keys = make_keys(state_dir)
     app = build_app(state_dir, FakeVLLM())
-    loaded = schemathesis.openapi.from_dict(with_ollama_bodies(openapi_schema(app)))
+    loaded = schemathesis.openapi.from_dict(_served_models_only(openapi_schema(app)))
     loaded.app = app
     return loaded, keys.admin
 

@@ -4,37 +4,20 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from serving.errors import OLLAMA, dialect_route
 from serving.protocols.embedding_engine import embed
-from serving.protocols.ollama.types import openapi_body, parse_body
+from serving.protocols.ollama.types import (
+    EmbeddingsRequest,
+    EmbedRequest,
+    openapi_body,
+    parse_body,
+)
 from serving.sidecar.interface import Call, work
-
-
-class OllamaEmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    input: str | list[str]
-    truncate: bool = Field(default=True, description="Cut inputs to the model's context.")
-    options: dict[str, Any] | None = None
-    keep_alive: str | int | float | None = None
-    dimensions: int | None = Field(default=None, ge=1)
-
-
-class OllamaEmbeddingsRequest(BaseModel):
-    """The legacy single-prompt shape: `{"model", "prompt"}` → `{"embedding": [...]}`."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    prompt: str
-    options: dict[str, Any] | None = None
-    keep_alive: str | int | float | None = None
-
 
 Embeddings = Annotated[Call, Depends(work("embeddings"))]
 
@@ -44,10 +27,10 @@ def build_router() -> APIRouter:
                        responses=OLLAMA.responses())
 
     @router.post("/api/embed", summary="Embeddings for one or more inputs",
-                 openapi_extra=openapi_body(OllamaEmbedRequest))
+                 openapi_extra=openapi_body(EmbedRequest))
     async def ollama_embed(request: Request, call: Embeddings) -> JSONResponse:
         # Parsed by hand: Ollama's own examples (curl -d) send JSON without a Content-Type.
-        body = parse_body(OllamaEmbedRequest, await request.body())
+        body = parse_body(EmbedRequest, await request.body())
         inputs = [body.input] if isinstance(body.input, str) else body.input
         started = time.perf_counter_ns()
         result = await embed(call, body.model, inputs, truncate=body.truncate,
@@ -61,9 +44,9 @@ def build_router() -> APIRouter:
         })
 
     @router.post("/api/embeddings", summary="Embedding of one prompt (legacy)",
-                 openapi_extra=openapi_body(OllamaEmbeddingsRequest))
+                 openapi_extra=openapi_body(EmbeddingsRequest))
     async def ollama_embeddings(request: Request, call: Embeddings) -> JSONResponse:
-        body = parse_body(OllamaEmbeddingsRequest, await request.body())
+        body = parse_body(EmbeddingsRequest, await request.body())
         result = await embed(call, body.model, [body.prompt], truncate=True, dimensions=None)
         return JSONResponse({"embedding": result["data"][0]["embedding"],
                              "model": result["model"]})

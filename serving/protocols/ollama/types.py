@@ -188,10 +188,27 @@ class CopyRequest(_Wire):
     destination: str = Field(min_length=1)
 
 
-class EmbedRequest(_Wire):
-    model: str = Field(min_length=1)
-    input: str | list[str] | None = None
-    prompt: str | None = None
+class EmbedRequest(BaseModel):
+    """/api/embed."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | list[str]
+    truncate: bool = Field(default=True, description="Cut inputs to the model's context.")
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class EmbeddingsRequest(BaseModel):
+    """/api/embeddings, the legacy single-prompt shape: `{"model", "prompt"}` →
+    `{"embedding": [...]}`."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
 
 
 M = TypeVar("M", bound=BaseModel)
