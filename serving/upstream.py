@@ -65,8 +65,9 @@ async def raw_reads(response: httpx.Response) -> AsyncIterator[bytes]:
         async for read in response.aiter_bytes():
             yield read
         return
+    content = native.content
     with _mapped_errors():
-        async for read in native.content.iter_any():
+        while read := await content.readany():  # b"" only at the end of the body
             yield read
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serving.errors import (
     BadRequest,
@@ -50,6 +50,7 @@ from serving.protocols.ollama.types import (
     is_zero_duration,
     parse_body,
 )
+from serving.relay_response import RelayResponse
 from serving.sidecar.deps import Principal, get_upstream, require
 from serving.sidecar.metrics import record_tokens
 from serving.upstream import (
@@ -178,7 +179,7 @@ async def run(
     if upstream.status_code != 200:
         raise upstream_error(upstream.status_code, await read_and_close(upstream))
     if stream:
-        return StreamingResponse(
+        return RelayResponse(
             _ndjson(request, upstream, state), media_type="application/x-ndjson"
         )
     try:

@@ -14,12 +14,12 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from serving.errors import ServingError, error_responses, from_upstream_exception
 from serving.protocols.openai import compat as compat
 from serving.protocols.openai import stream as sse
+from serving.relay_response import RelayResponse
 from serving.sidecar.deps import Principal, get_settings, get_upstream, require
 from serving.sidecar.metrics import record_tokens
 from serving.upstream import (
@@ -121,7 +121,7 @@ async def forward(
     )
     alias = alias_reasoning and settings.reasoning_content_alias
     if streaming and upstream.status_code == 200:
-        return StreamingResponse(
+        return RelayResponse(
             relay_stream(request, upstream, alias=alias, strip_usage=strip_usage),
             media_type="text/event-stream",
             headers=passthrough_headers(upstream),
