@@ -59,16 +59,72 @@ _AIOHTTP_RESPONSE = "serving.aiohttp_response"
 async def raw_reads(response: httpx.Response) -> AsyncIterator[bytes]:
     """An upstream body's network reads, as `response.aiter_bytes()` gives them, minus three
     layers of generators when the body comes from aiohttp (the relay's hot path: one pass
-    per SSE event). Failures are raised as httpx errors either way."""
+    per SSE event). Failures are raised as httpx errors either way.
+
+    The engine's silence limit (`sock_read`) is kept by one lazy timer per stream instead of
+    aiohttp's, which cancels and re-creates a timer on every network read."""
     native: aiohttp.ClientResponse | None = response.extensions.get(_AIOHTTP_RESPONSE)
     if native is None:  # a test transport (its body may be preloaded: aiter_bytes reads both)
         async for read in response.aiter_bytes():
             yield read
         return
     content = native.content
-    with _mapped_errors():
-        while read := await content.readany():  # b"" only at the end of the body
-            yield read
+    watch = _SilenceWatch.take_over(native)
+    try:
+        with _mapped_errors():
+            if watch is None:
+                while read := await content.readany():  # b"" only at the end of the body
+                    yield read
+                return
+            loop_time = watch.loop.time
+            while True:
+                watch.waiting_since = loop_time()
+                read = await content.readany()
+                watch.waiting_since = None
+                if not read:
+                    return
+                yield read
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
+class _SilenceWatch:
+    """`sock_read` for a streamed body: fails the body with aiohttp's SocketTimeoutError when
+    the engine sends nothing for `timeout` seconds while the relay waits for it. The timer
+    is re-armed only when it fires (about once per `timeout`), not on every read. Time the
+    relay spends sending to a slow client is not the engine's silence (as in aiohttp, which
+    stops its timer while its buffer is full)."""
+
+    def __init__(self, content: aiohttp.StreamReader, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+        self._content = content
+        self._timeout = timeout
+        self._timer = self.loop.call_later(timeout, self._check)
+
+    @classmethod
+    def take_over(cls, native: aiohttp.ClientResponse) -> _SilenceWatch | None:
+        connection = native.connection
+        protocol = connection.protocol if connection is not None else None
+        timeout = protocol.read_timeout if protocol is not None else None
+        if protocol is None or not timeout:
+            return None
+        # Set again by aiohttp for the next request on this connection (set_response_params).
+        protocol.read_timeout = None
+        return cls(native.content, timeout)
+
+    def _check(self) -> None:
+        since = self.waiting_since
+        now = self.loop.time()
+        if since is not None and now - since >= self._timeout:
+            self._content.set_exception(
+                aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
+            return
+        self._timer = self.loop.call_at((since or now) + self._timeout, self._check)
+
+    def stop(self) -> None:
+        self._timer.cancel()
 
 
 class _AiohttpBody(httpx.AsyncByteStream):
