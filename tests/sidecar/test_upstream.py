@@ -143,3 +143,29 @@ async def test_the_next_request_on_a_kept_alive_connection_keeps_its_read_timeou
         with pytest.raises(UpstreamTimeout):
             await open_upstream(client, "POST", "/v1/chat/completions", json={})
     assert (requests, connections) == (2, 1)  # the same connection carried both
+
+
+async def test_a_request_reaches_the_engine_as_httpx_would_send_it() -> None:
+    seen: list[bytes] = []
+
+    async def records(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        seen.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    payload = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "héllo"}]}
+    async with _server(records) as url, engine_client(url + "/", connect_timeout_s=5,
+                                                      read_timeout_s=5) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json=payload,
+                                       headers={"x-request-id": "req-12345678"})
+        assert (response.status_code, await response.aread()) == (200, b"{}")
+        await response.aclose()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "post /v1/chat/completions http/1.1"
+    assert "content-type: application/json" in lines and "x-request-id: req-12345678" in lines
+    assert body == httpx.Request("POST", "http://x", json=payload).content
