@@ -189,9 +189,16 @@ class Stack:
                                        [proc.pid]))
             if workers == 1 and args.ollama:
                 self.targets.append(Target("sidecar x1 ollama", url, "/api/chat", [proc.pid]))
+        if args.granian:
+            proc, url = self._sidecar(1, server="granian")
+            self.targets.append(Target("sidecar x1 granian", url, "/v1/chat/completions",
+                                       [proc.pid]))
+        compare = list(args.compare)
         if args.baseline_src is not None:  # e.g. a `git worktree` of an older commit
-            proc, url = self._sidecar(1, src=args.baseline_src)
-            self.targets.append(Target("sidecar x1 baseline", url, "/v1/chat/completions",
+            compare.insert(0, ("baseline", args.baseline_src))
+        for label, src in compare:
+            proc, url = self._sidecar(1, src=src)
+            self.targets.append(Target(f"sidecar x1 {label}", url, "/v1/chat/completions",
                                        [proc.pid]))
         if shutil.which("nginx") and not args.no_nginx:
             self.targets.append(self._nginx())
@@ -199,18 +206,26 @@ class Stack:
     def _start(self, argv: list[str], name: str, src: Path = REPO,
                **env: str) -> subprocess.Popen[bytes]:
         log = (self.work / f"{name}.log").open("wb")
+        # `src` first: a compared checkout's `serving` wins over this one's.
+        path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
         proc = subprocess.Popen(argv, cwd=src, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(src), **env},
+                                env={**os.environ, "PYTHONPATH": path, **env},
                                 start_new_session=True)
         self.procs.append(proc)
         return proc
 
-    def _sidecar(self, workers: int, src: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
+    def _sidecar(self, workers: int, src: Path = REPO,
+                 server: str = "uvicorn") -> tuple[subprocess.Popen[bytes], str]:
         port = _free_port()
         name = f"sidecar-{workers}-{port}"
         state = self.work / name
         argv = [sys.executable, "-m", "serving", "sidecar", "--port", str(port)]
-        if src == REPO:
+        if server == "granian":  # one worker, its own event loop (uvloop), HTTP/1.1
+            argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                    "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--loop",
+                    "uvloop", "--no-ws", "--backlog", "2048", "--log-level", "warning",
+                    "benchmarks.granian_app:app"]
+        elif src == REPO:
             argv += ["--workers", str(workers)]
         proc = self._start(
             argv, name, src,
@@ -283,6 +298,13 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _labelled_dir(text: str) -> tuple[str, Path]:
+    label, _, directory = text.partition("=")
+    if not directory:
+        raise argparse.ArgumentTypeError("expected LABEL=DIR")
+    return label, Path(directory)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="64,256")
@@ -295,8 +317,19 @@ def main() -> None:
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="also measure the sidecar of another checkout (its repo root)")
+    parser.add_argument("--compare", type=_labelled_dir, action="append", default=[],
+                        metavar="LABEL=DIR",
+                        help="also measure the sidecar of this checkout (repeatable): "
+                             "before/after variants in one run")
+    parser.add_argument("--granian", action="store_true",
+                        help="also measure the sidecar served by granian (pip install granian)")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    if args.granian:
+        import importlib.util
+
+        if importlib.util.find_spec("granian") is None:
+            sys.exit("--granian needs granian (pip install 'granian==2.8.7')")
     if not shutil.which("wrk"):
         sys.exit("bench-relay needs wrk (Debian: apt-get install wrk)")
     concurrencies = [int(c) for c in args.concurrency.split(",")]

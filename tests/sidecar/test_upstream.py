@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from serving.errors import UpstreamTimeout, UpstreamUnavailable, from_upstream_exception
-from serving.upstream import engine_client, open_upstream
+from serving.upstream import engine_client, open_upstream, raw_reads
 from tests.conftest import free_port
 
 
@@ -63,3 +63,109 @@ async def test_a_stream_cut_by_the_engine_is_a_mapped_error_and_bytes_arrive_as_
         await response.aclose()
     assert b"".join(reads) == b"data: 1\n\ndata: 2\n\n"
     assert isinstance(from_upstream_exception(failure.value), UpstreamUnavailable)
+
+
+_STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n")
+
+
+def _chunk(event: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+async def test_an_engine_silent_mid_stream_is_a_read_timeout() -> None:
+    async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(_STREAM_HEAD + _chunk(b"data: 1\n\n"))
+        await asyncio.sleep(5)  # the engine hangs mid-answer
+        writer.close()
+
+    async with _server(stalls) as url, engine_client(url, connect_timeout_s=5,
+                                                     read_timeout_s=0.3) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        reads: list[bytes] = []
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout) as failure:
+            async for read in raw_reads(response):
+                reads.append(read)
+        waited = asyncio.get_running_loop().time() - started
+        await response.aclose()
+    assert reads == [b"data: 1\n\n"]
+    assert 0.25 < waited < 2.0
+    assert isinstance(from_upstream_exception(failure.value), UpstreamTimeout)
+
+
+async def test_time_spent_on_a_slow_client_is_not_engine_silence() -> None:
+    events = [b"data: %d\n\n" % i for i in range(3)]
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for event in events:
+            writer.write(_STREAM_HEAD if event == events[0] else b"")
+            writer.write(_chunk(event))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await asyncio.sleep(5)  # keep-alive: the connection stays open
+
+    async with _server(answers) as url, engine_client(url, connect_timeout_s=5,
+                                                      read_timeout_s=0.3) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        reads = []
+        async for read in raw_reads(response):
+            reads.append(read)
+            await asyncio.sleep(0.5)  # our client is slow: longer than the engine's limit
+        await response.aclose()
+    assert b"".join(reads) == b"".join(events)
+
+
+async def test_the_next_request_on_a_kept_alive_connection_keeps_its_read_timeout() -> None:
+    requests = connections = 0
+
+    async def streams_then_goes_silent(reader: asyncio.StreamReader,
+                                       writer: asyncio.StreamWriter) -> None:
+        nonlocal requests, connections
+        connections += 1
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            requests += 1
+            if requests > 1:
+                await asyncio.sleep(5)  # silent: no headers for the second request
+                return
+            writer.write(_STREAM_HEAD + _chunk(b"data: 1\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+
+    async with _server(streams_then_goes_silent) as url, engine_client(
+            url, connect_timeout_s=5, read_timeout_s=0.3) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        assert [read async for read in raw_reads(response)] == [b"data: 1\n\n"]
+        await response.aclose()
+        with pytest.raises(UpstreamTimeout):
+            await open_upstream(client, "POST", "/v1/chat/completions", json={})
+    assert (requests, connections) == (2, 1)  # the same connection carried both
+
+
+async def test_a_request_reaches_the_engine_as_httpx_would_send_it() -> None:
+    seen: list[bytes] = []
+
+    async def records(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        seen.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    payload = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "héllo"}]}
+    async with _server(records) as url, engine_client(url + "/", connect_timeout_s=5,
+                                                      read_timeout_s=5) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json=payload,
+                                       headers={"x-request-id": "req-12345678"})
+        assert (response.status_code, await response.aread()) == (200, b"{}")
+        await response.aclose()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "post /v1/chat/completions http/1.1"
+    assert "content-type: application/json" in lines and "x-request-id: req-12345678" in lines
+    assert body == httpx.Request("POST", "http://x", json=payload).content

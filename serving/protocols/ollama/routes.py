@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serving.errors import (
     OLLAMA,
@@ -49,6 +49,7 @@ from serving.protocols.ollama.types import (
     openapi_body,
     parse_body,
 )
+from serving.relay_response import RelayResponse
 from serving.sidecar.interface import Call, work
 from serving.upstream import (
     close_quietly,
@@ -180,7 +181,7 @@ async def run(
     if upstream.status_code != 200:
         raise upstream_error(upstream.status_code, await read_and_close(upstream))
     if stream:
-        return StreamingResponse(
+        return RelayResponse(
             _ndjson(call, upstream, state), media_type="application/x-ndjson"
         )
     try:

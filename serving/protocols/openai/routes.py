@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from serving.errors import OPENAI, ServingError, dialect_route, from_upstream_exception
@@ -23,6 +22,7 @@ from serving.protocols.names import model_names
 from serving.protocols.openai import compat as compat
 from serving.protocols.openai import embeddings
 from serving.protocols.openai import stream as sse
+from serving.relay_response import RelayResponse
 from serving.sidecar.interface import Call, work
 from serving.upstream import (
     close_quietly,
@@ -137,7 +137,7 @@ async def forward(
     )
     alias = alias_reasoning and call.settings.reasoning_content_alias
     if streaming and upstream.status_code == 200:
-        return StreamingResponse(
+        return RelayResponse(
             relay_stream(call, upstream, alias=alias, strip_usage=strip_usage),
             media_type="text/event-stream",
             headers=passthrough_headers(upstream),
