@@ -21,13 +21,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving.config import SERVED_MODEL_NAMES
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-MODEL_NAMES: tuple[str, ...] = ("gpt-oss-20b", "gpt-oss:20b", "openai/gpt-oss-20b")
+MODEL_NAMES: tuple[str, ...] = SERVED_MODEL_NAMES  # the names the sidecar expects by default
 
 
 @dataclass(frozen=True)
