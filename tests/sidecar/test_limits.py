@@ -265,3 +265,42 @@ async def test_a_slot_released_while_redis_is_away_is_given_back_when_it_returns
 
 async def _shared(backend: RedisBackend) -> bool:
     return (await backend.probe())["state"] == "shared"
+
+
+class _HeldStream(httpx.AsyncByteStream):
+    """An upstream SSE stream that sends its first event, then waits for `release`."""
+
+    def __init__(self, release: asyncio.Event) -> None:
+        self.release = release
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n'
+        await self.release.wait()
+        yield b"data: [DONE]\n\n"
+
+
+async def test_a_streams_concurrency_slot_is_held_until_its_last_byte(sidecar):
+    """The admission lease lives as long as the response: a key limited to one concurrent
+    request is refused while its stream runs, and admitted again once it has ended."""
+    release = asyncio.Event()
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_HeldStream(release),
+                              headers={"content-type": "text/event-stream"})
+
+    async with sidecar(upstream) as sc:
+        key, _ = create_key(sc.keys.file, user="one-at-a-time", permissions=["chat"],
+                            limits=KeyLimits(concurrent_requests=1))
+        streamed = {**CHAT, "stream": True}
+        first = asyncio.create_task(
+            sc.client.post("/v1/chat/completions", json=streamed, headers=sc.auth(key)))
+        await asyncio.sleep(0.2)  # the first stream is open and waiting upstream
+        during = await sc.client.post("/v1/chat/completions", json=streamed,
+                                      headers=sc.auth(key))
+        release.set()
+        done = await first
+        after = await sc.client.post("/v1/chat/completions", json=CHAT, headers=sc.auth(key))
+    assert during.status_code == 429
+    assert "Concurrent request limit" in during.json()["error"]["message"]
+    assert done.status_code == 200 and done.text.endswith("data: [DONE]\n\n")
+    assert after.status_code == 200
