@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.config import PathSettings, SidecarSettings, WebuiSettings
+from serving.config import PathSettings, SidecarSettings, WebuiSettings, child_environment
 from serving.launcher.console import configure_console
 from serving.sidecar.keys import KeyFileError, create_key, hash_key, read_key_file
 from serving.smoke.build import READY_MARKER
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     executable = str(args.open_webui.resolve())
     os.chdir(setup.data_dir)  # it keeps a few files in its working directory
     os.execve(executable, [executable, "serve", "--host", setup.host, "--port", str(setup.port)],
-              webui_environment(setup, os.environ))
+              webui_environment(setup, child_environment({})))
     return 0  # pragma: no cover - execve does not return
 
 
