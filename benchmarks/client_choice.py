@@ -7,9 +7,14 @@ process, `concurrency` at a time, and reports this process's CPU time (user + sy
 speak to vLLM with:
 
 - ``httpx``: httpx 0.28 with its default transport (httpcore + h11, pure Python parsing)
-- ``httpx+aiohttp``: the same httpx API over aiohttp (``serving.upstream``'s
-  transport: what the sidecar uses)
-- ``aiohttp``: aiohttp's own client (C HTTP parser), no httpx layer
+- ``aiohttp``: aiohttp's own client (C HTTP parser), no httpx layer (the sidecar's
+  client until the wire replaced it)
+- ``httpx+wire``: the httpx API over ``serving.upstream.wire`` (what the sidecar's
+  non-streamed calls use)
+- ``wire pull``: the wire's own read loop (``Exchange.reads``, what the relay uses under an
+  ASGI server other than uvicorn)
+- ``wire push``: reads handed to a callback from ``data_received`` (the relay's direct
+  path under uvicorn: no task wake-up per read)
 
 Rounds are interleaved so that machine noise hits every candidate alike::
 
@@ -31,7 +36,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from serving.upstream import AiohttpTransport
+from serving.upstream import WireTransport, engine_client, open_upstream, wire_exchange
 
 BODY = {"model": "gpt-oss-20b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 Reader = Callable[[], Awaitable[int]]
@@ -50,6 +55,31 @@ async def _read_aiohttp(session: aiohttp.ClientSession, url: str) -> int:
     async with session.post(url + "/v1/chat/completions", json=BODY) as response:
         async for _ in response.content.iter_any():
             chunks += 1
+    return chunks
+
+
+async def _read_wire(client: httpx.AsyncClient, push: bool) -> int:
+    chunks = 0
+
+    def count(read: bytes) -> bool:
+        nonlocal chunks
+        chunks += 1
+        return False
+
+    async def never() -> None:
+        raise AssertionError("count() never asks to wait")
+
+    response = await open_upstream(client, "POST", "/v1/chat/completions", json=BODY)
+    exchange = wire_exchange(response)
+    assert exchange is not None
+    try:
+        if push:
+            await exchange.push(count, never)
+        else:
+            async for read in exchange.reads():
+                count(read)
+    finally:
+        await response.aclose()
     return chunks
 
 
@@ -75,10 +105,14 @@ async def _round(
     if candidate == "aiohttp":
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             cpu, _ = await _measure(lambda: _read_aiohttp(session, url), requests, concurrency)
+    elif candidate.startswith("wire"):
+        async with engine_client(url, connect_timeout_s=10, read_timeout_s=60) as client:
+            push = candidate == "wire push"
+            cpu, _ = await _measure(lambda: _read_wire(client, push), requests, concurrency)
     else:
         transport: httpx.AsyncBaseTransport | None = None
-        if candidate == "httpx+aiohttp":
-            transport = AiohttpTransport()
+        if candidate == "httpx+wire":
+            transport = WireTransport()
         async with httpx.AsyncClient(
             base_url=url, limits=limits, transport=transport, timeout=60
         ) as client:
@@ -111,7 +145,7 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        candidates = ("httpx", "httpx+aiohttp", "aiohttp")
+        candidates = ("httpx", "aiohttp", "httpx+wire", "wire pull", "wire push")
         figures: dict[str, list[float]] = {c: [] for c in candidates}
         for _ in range(args.rounds):
             for candidate in candidates:

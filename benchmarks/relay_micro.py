@@ -36,9 +36,10 @@ from starlette.responses import StreamingResponse
 
 from serving.config import SidecarSettings
 from serving.protocols.openai import routes as openai_routes
-from serving.relay_response import RelayResponse
+from serving.relay_response import RelayResponse, StreamRelay
 from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key
+from serving.upstream import raw_reads
 
 Event = dict[str, Any]
 
@@ -98,6 +99,21 @@ async def _one(app: Callable[..., Awaitable[None]], scope: Event, body: bytes) -
     return sent
 
 
+async def _relay_chunks(relay: StreamRelay) -> AsyncIterator[bytes]:
+    try:
+        async for read in raw_reads(relay.upstream):
+            if out := relay.feed(read):
+                yield out
+        yield relay.end()
+    finally:
+        await relay.close()
+
+
+def _streaming_response(relay: StreamRelay, **kwargs: Any) -> StreamingResponse:
+    """Starlette's StreamingResponse over the route's relay: what RelayResponse replaced."""
+    return StreamingResponse(_relay_chunks(relay), **kwargs)
+
+
 async def _cpu_per_chunk(app: Callable[..., Awaitable[None]], scope: Event, body: bytes,
                          streams: int) -> float:
     started = time.process_time()
@@ -138,8 +154,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         async with app.router.lifespan_context(app):
             for _ in range(args.rounds):
                 for name, (target, scope, body) in variants.items():
-                    openai_routes.RelayResponse = (  # type: ignore[misc]
-                        StreamingResponse if "StreamingResponse" in name else RelayResponse)
+                    response: Any = (
+                        _streaming_response if "StreamingResponse" in name else RelayResponse)
+                    openai_routes.RelayResponse = response  # type: ignore[misc]
                     results[name].append(await _cpu_per_chunk(target, scope, body, args.streams))
             openai_routes.RelayResponse = RelayResponse  # type: ignore[misc]
         return {name: round(statistics.median(values), 2) for name, values in results.items()}

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 import serving
 from serving.config import SidecarSettings
@@ -36,6 +37,7 @@ from serving.errors import (
 from serving.protocols.anthropic import routes as anthropic_routes
 from serving.protocols.ollama import routes as ollama_routes
 from serving.protocols.openai import routes as openai_routes
+from serving.relay_response import SERVER_SEND
 from serving.sidecar import health
 from serving.sidecar.body_guard import BodyGuardMiddleware, BodyLimits
 from serving.sidecar.engine_state import EngineStatus
@@ -68,7 +70,7 @@ def create_app(
     embedding_engine: EngineStatus | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     control: SidecarControl | None = None,
-) -> FastAPI:
+) -> SidecarApp:
     """Build the sidecar. The launcher passes `control` (drain, the engines' status; or just
     `engine`); `transport` lets unit tests stand in for vLLM with httpx.MockTransport."""
     read_key_file(settings.keys_file)  # fail fast: unreadable or world-readable key file
@@ -96,7 +98,7 @@ def create_app(
                 services.open_engines(None)
                 await services.limiter.aclose()
 
-    app = FastAPI(
+    app = SidecarApp(
         title="gpt-oss serving sidecar",
         version=serving.__version__,
         description="Per-key auth, health and metrics in front of vLLM serving gpt-oss; "
@@ -117,6 +119,15 @@ def create_app(
                        max_body_bytes=settings.max_body_bytes, load=services.load,
                        dialects=DIALECTS)
     return app
+
+
+class SidecarApp(FastAPI):
+    """FastAPI, keeping the server's own `send` in the scope: the relay writes stream bodies
+    through it directly (`serving.relay_response`), past the middlewares' send wrappers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def _openapi_with_route_components(app: FastAPI) -> dict[str, Any]:

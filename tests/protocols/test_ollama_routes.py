@@ -9,8 +9,9 @@ from typing import Any, cast
 import anyio
 import httpx
 
-from serving.protocols.ollama.routes import _ndjson
+from serving.protocols.ollama.routes import NdjsonRelay
 from serving.protocols.ollama.stream import StreamState
+from serving.relay_response import RelayResponse
 from serving.sidecar.interface import Call
 from tests.fake_vllm import FakeVLLM, sse, unreachable
 
@@ -223,7 +224,7 @@ class _EndlessBody(httpx.AsyncByteStream):
 async def test_client_disconnect_closes_the_upstream_request() -> None:
     counted: list[int] = []
 
-    class _Call:  # what _ndjson uses of the sidecar's Call
+    class _Call:  # what NdjsonRelay uses of the sidecar's Call
         request_id = "r1"
 
         def record_tokens(self, *, prompt_tokens: int, completion_tokens: int) -> None:
@@ -234,9 +235,17 @@ async def test_client_disconnect_closes_the_upstream_request() -> None:
     state = StreamState(kind="chat", model="m", show_thinking=True, started_ns=0)
     received: list[bytes] = []
 
-    async def consume() -> None:  # what Starlette does with a StreamingResponse body
-        async for piece in _ndjson(call, httpx.Response(200, stream=body), state):
-            received.append(piece)
+    async def consume() -> None:  # the relay, with a client that never disconnects itself
+        async def never_disconnects() -> dict[str, Any]:
+            await anyio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                received.append(message["body"])
+
+        relay = NdjsonRelay(call, httpx.Response(200, stream=body), state)
+        await RelayResponse(relay)({"type": "http", "method": "POST"}, never_disconnects, send)
 
     async with anyio.create_task_group() as group:
         group.start_soon(consume)

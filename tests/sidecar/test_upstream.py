@@ -1,5 +1,6 @@
-"""The sidecar's one vLLM client over real loopback sockets: aiohttp underneath, httpx's
-exceptions on top, mapped to the statuses clients see (503 engine down, 504 silent engine)."""
+"""The sidecar's one vLLM client over real loopback sockets: our wire client underneath
+(serving.upstream.wire), httpx's exceptions on top, mapped to the statuses clients see (503
+engine down or broken, 504 silent engine)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from serving.errors import UpstreamTimeout, UpstreamUnavailable, from_upstream_exception
-from serving.upstream import engine_client, open_upstream, raw_reads
+from serving.upstream import engine_client, open_upstream, raw_reads, wire_exchange
 from tests.conftest import free_port
 
 
@@ -169,3 +170,78 @@ async def test_a_request_reaches_the_engine_as_httpx_would_send_it() -> None:
     assert lines[0] == "post /v1/chat/completions http/1.1"
     assert "content-type: application/json" in lines and "x-request-id: req-12345678" in lines
     assert body == httpx.Request("POST", "http://x", json=payload).content
+
+
+async def test_a_kept_alive_connection_the_engine_closed_is_replaced_once() -> None:
+    connections = 0
+
+    async def hangs_up_on_the_second_request(reader: asyncio.StreamReader,
+                                             writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # the server's keep-alive timeout, as the next request arrives
+
+    async with _server(hangs_up_on_the_second_request) as url, engine_client(
+            url, connect_timeout_s=5, read_timeout_s=5) as client:
+        for _ in range(2):
+            response = await open_upstream(client, "GET", "/v1/models")
+            assert await response.aread() == b"{}"
+            await response.aclose()
+    assert connections == 2  # the second request went again, on a new connection
+
+
+async def test_a_malformed_response_is_a_broken_engine() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with _server(garbage) as url, engine_client(url, connect_timeout_s=5,
+                                                      read_timeout_s=5) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        with pytest.raises(httpx.RemoteProtocolError) as failure:
+            await response.aread()
+        await response.aclose()
+    assert isinstance(from_upstream_exception(failure.value), UpstreamUnavailable)
+
+
+async def test_push_hands_every_read_to_the_sink_and_raises_what_it_raises() -> None:
+    events = [b"data: %d\n\n" % i for i in range(4)]
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(_STREAM_HEAD)
+            for event in events:
+                writer.write(_chunk(event))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+
+    async def no_drain() -> None:
+        raise AssertionError("the sink never asked to wait")
+
+    async with _server(answers) as url, engine_client(url, connect_timeout_s=5,
+                                                      read_timeout_s=5) as client:
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        exchange = wire_exchange(response)
+        assert exchange is not None
+        got: list[bytes] = []
+        await exchange.push(lambda read: bool(got.append(read)), no_drain)
+        await response.aclose()
+        assert b"".join(got) == b"".join(events)
+
+        def breaks(read: bytes) -> bool:
+            raise ValueError("a malformed event")
+
+        response = await open_upstream(client, "POST", "/v1/chat/completions", json={})
+        exchange = wire_exchange(response)
+        assert exchange is not None
+        with pytest.raises(ValueError, match="malformed event"):
+            await exchange.push(breaks, no_drain)
+        await response.aclose()

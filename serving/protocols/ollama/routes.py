@@ -131,22 +131,41 @@ async def _chunks(
             )
 
 
-async def _ndjson(
-    call: Call, upstream: httpx.Response, state: st.StreamState
-) -> AsyncIterator[bytes]:
-    try:
-        async for lines in _chunks(upstream, state):
-            if lines:
-                yield st.encode_ndjson(lines)
-        yield st.encode_ndjson(
-            st.final_lines(state, now_ns=time.perf_counter_ns(), created_at=created_at()))
-    except httpx.HTTPError as exc:
-        yield st.encode_ndjson([{"error": from_upstream_exception(exc).message}])
-    except ServingError as err:
-        yield st.encode_ndjson([{"error": err.message}])
-    finally:
-        await close_quietly(upstream)
-        _account(call, state)
+class NdjsonRelay:
+    """vLLM's SSE reads as Ollama NDJSON: each event parsed once, each read's lines encoded
+    once; the final line (timings, `done`) after the engine's last read."""
+
+    def __init__(self, call: Call, upstream: httpx.Response, state: st.StreamState) -> None:
+        self.upstream = upstream
+        self._call = call
+        self._state = state
+        self._events = st.SSEEvents()
+
+    def feed(self, read: bytes) -> bytes:
+        try:
+            events = self._events.feed(read)
+        except ValueError:
+            raise ServingError("The engine sent a malformed stream event.") from None
+        if not events:
+            return b""
+        state, now_ns, at = self._state, time.perf_counter_ns(), created_at()
+        lines = [line for event in events
+                 for line in st.openai_chunk_to_ollama(event, state, now_ns=now_ns,
+                                                       created_at=at)]
+        return st.encode_ndjson(lines) if lines else b""
+
+    def end(self) -> bytes:
+        return st.encode_ndjson(
+            st.final_lines(self._state, now_ns=time.perf_counter_ns(), created_at=created_at()))
+
+    def failed(self, error: httpx.HTTPError | ServingError) -> bytes:
+        message = (from_upstream_exception(error) if isinstance(error, httpx.HTTPError)
+                   else error).message
+        return st.encode_ndjson([{"error": message}])
+
+    async def close(self) -> None:
+        await close_quietly(self.upstream)
+        _account(self._call, self._state)
 
 
 async def _collect(
@@ -181,9 +200,8 @@ async def run(
     if upstream.status_code != 200:
         raise upstream_error(upstream.status_code, await read_and_close(upstream))
     if stream:
-        return RelayResponse(
-            _ndjson(call, upstream, state), media_type="application/x-ndjson"
-        )
+        return RelayResponse(NdjsonRelay(call, upstream, state),
+                             media_type="application/x-ndjson")
     try:
         result = await _collect(request, upstream, state)
     finally:

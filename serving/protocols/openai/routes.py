@@ -8,7 +8,6 @@ validation, sampling, harmony parsing and tool calls.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -28,7 +27,6 @@ from serving.upstream import (
     close_quietly,
     open_upstream,
     passthrough_headers,
-    raw_reads,
     read_and_close,
     read_unless_disconnected,
 )
@@ -138,7 +136,7 @@ async def forward(
     alias = alias_reasoning and call.settings.reasoning_content_alias
     if streaming and upstream.status_code == 200:
         return RelayResponse(
-            relay_stream(call, upstream, alias=alias, strip_usage=strip_usage),
+            PassThroughRelay(call, upstream, alias=alias, strip_usage=strip_usage),
             media_type="text/event-stream",
             headers=passthrough_headers(upstream),
         )
@@ -183,23 +181,26 @@ def _account_and_alias(call: Call, raw: bytes, *, alias: bool) -> bytes:
     return json.dumps(sse.alias_reasoning_in_json(parsed), ensure_ascii=False).encode()
 
 
-async def relay_stream(
-    call: Call, upstream: httpx.Response, *, alias: bool, strip_usage: bool
-) -> AsyncIterator[bytes]:
-    """Forward SSE reads as they arrive; an upstream failure becomes an SSE error event.
-    Per read: one `rfind` and two `in` scans (see `stream.SSERelay`)."""
-    relay = sse.SSERelay(alias=alias, strip_usage=strip_usage)
-    try:
-        async for read in raw_reads(upstream):
-            if out := relay.feed(read):
-                yield out
-        if rest := relay.flush():
-            yield rest
-    except httpx.HTTPError as exc:
-        err: ServingError = from_upstream_exception(exc)
-        yield sse.error_event(err.message, code=err.code, error_type=err.error_type)
-    finally:
-        await close_quietly(upstream)
-        if relay.usage is not None:
-            call.record_tokens(prompt_tokens=relay.usage.prompt_tokens,
-                               completion_tokens=relay.usage.completion_tokens)
+class PassThroughRelay:
+    """vLLM's SSE as our client gets it, read by read (see `stream.SSERelay`): the reasoning
+    alias, the usage chunk we asked for stripped; tokens accounted once, at the end."""
+
+    def __init__(self, call: Call, upstream: httpx.Response, *, alias: bool,
+                 strip_usage: bool) -> None:
+        self.upstream = upstream
+        self._call = call
+        self._sse = sse.SSERelay(alias=alias, strip_usage=strip_usage)
+        self.feed = self._sse.feed  # the per-read work: one rfind and two `in` scans
+
+    def end(self) -> bytes:
+        return self._sse.flush()
+
+    def failed(self, error: httpx.HTTPError | ServingError) -> bytes:
+        err = from_upstream_exception(error) if isinstance(error, httpx.HTTPError) else error
+        return sse.error_event(err.message, code=err.code, error_type=err.error_type)
+
+    async def close(self) -> None:
+        await close_quietly(self.upstream)
+        if (usage := self._sse.usage) is not None:
+            self._call.record_tokens(prompt_tokens=usage.prompt_tokens,
+                                     completion_tokens=usage.completion_tokens)

@@ -17,17 +17,16 @@ drops the connection mid-answer `RemoteProtocolError` (503); see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from json import dumps as json_dumps
 from typing import Any, TypeVar
 
-import aiohttp
 import anyio
 import httpx
 from fastapi import Request
 
 from serving.errors import ServingError, from_upstream_exception
+from serving.upstream.wire import EnginePool, Exchange
 
 T = TypeVar("T")
 
@@ -38,164 +37,83 @@ _SKIP_RESPONSE_HEADERS = frozenset(
 )
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    """aiohttp's exceptions as the httpx ones the rest of the sidecar understands."""
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc)) from exc
-    except (aiohttp.SocketTimeoutError, TimeoutError) as exc:  # waiting for headers or body
-        raise httpx.ReadTimeout(str(exc) or "timed out") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc)) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise httpx.RemoteProtocolError(str(exc) or "engine closed the connection") from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+WIRE_EXCHANGE = "serving.wire_exchange"  # httpx.Response.extensions key: the wire's Exchange
 
 
-_AIOHTTP_RESPONSE = "serving.aiohttp_response"
+def wire_exchange(response: httpx.Response) -> Exchange | None:
+    """The wire exchange behind a response; None when a test transport made it."""
+    return response.extensions.get(WIRE_EXCHANGE)
 
 
 async def raw_reads(response: httpx.Response) -> AsyncIterator[bytes]:
-    """An upstream body's network reads, as `response.aiter_bytes()` gives them, minus three
-    layers of generators when the body comes from aiohttp (the relay's hot path: one pass
-    per SSE event). Failures are raised as httpx errors either way.
-
-    The engine's silence limit (`sock_read`) is kept by one lazy timer per stream instead of
-    aiohttp's, which cancels and re-creates a timer on every network read."""
-    native: aiohttp.ClientResponse | None = response.extensions.get(_AIOHTTP_RESPONSE)
-    if native is None:  # a test transport (its body may be preloaded: aiter_bytes reads both)
+    """An upstream body's network reads, as `response.aiter_bytes()` gives them, without
+    httpx's layers of generators when the body comes from the wire (pull mode). Failures are
+    raised as httpx errors either way."""
+    exchange = wire_exchange(response)
+    if exchange is None:  # a test transport (its body may be preloaded: aiter_bytes reads both)
         async for read in response.aiter_bytes():
             yield read
         return
-    content = native.content
-    watch = _SilenceWatch.take_over(native)
-    try:
-        with _mapped_errors():
-            if watch is None:
-                while read := await content.readany():  # b"" only at the end of the body
-                    yield read
-                return
-            loop_time = watch.loop.time
-            while True:
-                watch.waiting_since = loop_time()
-                read = await content.readany()
-                watch.waiting_since = None
-                if not read:
-                    return
-                yield read
-    finally:
-        if watch is not None:
-            watch.stop()
+    async for read in exchange.reads():
+        yield read
 
 
-class _SilenceWatch:
-    """`sock_read` for a streamed body: fails the body with aiohttp's SocketTimeoutError when
-    the engine sends nothing for `timeout` seconds while the relay waits for it. The timer
-    is re-armed only when it fires (about once per `timeout`), not on every read. Time the
-    relay spends sending to a slow client is not the engine's silence (as in aiohttp, which
-    stops its timer while its buffer is full)."""
+class _WireBody(httpx.AsyncByteStream):
+    """A response body read as the bytes arrive."""
 
-    def __init__(self, content: aiohttp.StreamReader, timeout: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.waiting_since: float | None = None
-        self._content = content
-        self._timeout = timeout
-        self._timer = self.loop.call_later(timeout, self._check)
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
 
-    @classmethod
-    def take_over(cls, native: aiohttp.ClientResponse) -> _SilenceWatch | None:
-        connection = native.connection
-        protocol = connection.protocol if connection is not None else None
-        timeout = protocol.read_timeout if protocol is not None else None
-        if protocol is None or not timeout:
-            return None
-        # Set again by aiohttp for the next request on this connection (set_response_params).
-        protocol.read_timeout = None
-        return cls(native.content, timeout)
-
-    def _check(self) -> None:
-        since = self.waiting_since
-        now = self.loop.time()
-        if since is not None and now - since >= self._timeout:
-            self._content.set_exception(
-                aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
-            return
-        self._timer = self.loop.call_at((since or now) + self._timeout, self._check)
-
-    def stop(self) -> None:
-        self._timer.cancel()
-
-
-class _AiohttpBody(httpx.AsyncByteStream):
-    """A response body read as the bytes arrive (`iter_any`: no waiting for a size)."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped_errors():
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._exchange.reads()
 
     async def aclose(self) -> None:
         # A body not read to its end means our client left: closing (not releasing) the
         # connection is what makes vLLM abort the request.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        self._exchange.close()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx's transport interface over an aiohttp session (C HTTP parser, keep-alive pool)."""
+class WireTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over `wire` (C parser, keep-alive pool per engine)."""
 
-    def __init__(self, *, keepalive_connections: int = 256) -> None:
-        self._keepalive_connections = keepalive_connections
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self) -> None:
+        self._pools: dict[str, EnginePool] = {}
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made inside the running event loop, on first use
-            # limit=0: no cap; vLLM's scheduler is the queue, not our pool.
-            connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=0, keepalive_timeout=30, force_close=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
-        return self._session
+    def _pool(self, origin: str) -> EnginePool:
+        pool = self._pools.get(origin)
+        if pool is None:  # made inside the running event loop, on first use
+            pool = self._pools[origin] = EnginePool(origin)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
+        url = request.url
+        target = url.raw_path.decode("ascii")
         response = await self.open(
-            request.method, str(request.url),
+            f"{url.scheme}://{url.netloc.decode('ascii')}", request.method, target,
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-            request.content if request.content else None,
+            await request.aread() or None,
             connect_s=timeout.get("connect"), read_s=timeout.get("read"))
         response.request = request
         return response
 
-    async def open(self, method: str, url: str, headers: list[tuple[str, str]] | dict[str, str],
-                   body: bytes | None, *, connect_s: float | None,
-                   read_s: float | None) -> httpx.Response:
-        """Send one request; the response's body is read as it arrives (aiohttp errors as
-        httpx's). Also the hot path of `open_upstream`, without httpx's request machinery."""
-        with _mapped_errors():
-            response = await self._get_session().request(
-                method, url, headers=headers, data=body, allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_s,
-                                              sock_read=read_s),
-            )
+    async def open(self, origin: str, method: str, target: str,
+                   headers: Iterable[tuple[str, str]], body: bytes | None, *,
+                   connect_s: float | None, read_s: float | None) -> httpx.Response:
+        """Send one request; the response's body is read as it arrives. Also the hot path of
+        `open_upstream`, without httpx's request machinery."""
+        exchange = await self._pool(origin).request(
+            method, target, headers, body, connect_s=connect_s, read_s=read_s)
         return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_AiohttpBody(response),
-            extensions={"http_version": b"HTTP/1.1", _AIOHTTP_RESPONSE: response},
+            status_code=exchange.status,
+            headers=exchange.headers,
+            stream=_WireBody(exchange),
+            extensions={"http_version": b"HTTP/1.1", WIRE_EXCHANGE: exchange},
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for pool in self._pools.values():
+            pool.close()
 
 
 def engine_client(
@@ -213,16 +131,18 @@ def engine_client(
 
 
 class EngineClient(httpx.AsyncClient):
-    """httpx's client, over aiohttp unless a test gives another transport. `open_upstream`
-    sends through `aiohttp_transport` directly when there is one: httpx's URL, header and
+    """httpx's client, over the wire unless a test gives another transport. `open_upstream`
+    sends through `wire_transport` directly when there is one: httpx's URL, header and
     cookie handling cost about 0.5 ms of CPU per request, some µs per relayed token."""
 
     def __init__(self, *, base_url: str, timeout: httpx.Timeout,
                  transport: httpx.AsyncBaseTransport | None) -> None:
-        self.aiohttp_transport = AiohttpTransport() if transport is None else None
+        self.wire_transport = WireTransport() if transport is None else None
         super().__init__(base_url=base_url, timeout=timeout,
-                         transport=transport or self.aiohttp_transport)
-        self._base = str(self.base_url).rstrip("/")
+                         transport=transport or self.wire_transport)
+        base = self.base_url
+        self._origin = f"{base.scheme}://{base.netloc.decode('ascii')}"
+        self._prefix = base.raw_path.decode("ascii").rstrip("/")
 
 
 async def open_upstream(
@@ -235,7 +155,7 @@ async def open_upstream(
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """Send a request to vLLM with `stream=True`; the caller closes the response in `finally`."""
-    if isinstance(client, EngineClient) and client.aiohttp_transport is not None:
+    if isinstance(client, EngineClient) and client.wire_transport is not None:
         sent: dict[str, str] = {}
         if json is not None:  # as httpx encodes it
             content = json_dumps(json, ensure_ascii=False, separators=(",", ":"),
@@ -243,8 +163,8 @@ async def open_upstream(
             sent["content-type"] = "application/json"
         sent.update(headers or {})
         try:
-            return await client.aiohttp_transport.open(
-                method, client._base + path, sent, content or None,
+            return await client.wire_transport.open(
+                client._origin, method, client._prefix + path, sent.items(), content or None,
                 connect_s=client.timeout.connect, read_s=client.timeout.read)
         except httpx.HTTPError as exc:
             raise from_upstream_exception(exc) from exc
