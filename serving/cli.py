@@ -68,6 +68,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.sidecar.app import create_app
+    from serving.sidecar.gc_tuning import tune_for_serving
 
     paths = PathSettings()
     configure_logging(paths.log_dir / "sidecar.log")
@@ -80,8 +81,9 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         shared = (paths.state_dir / "run").resolve()
         return asyncio.run(serve_standalone(
             settings.model_copy(update={"shared_state_dir": shared}), settings.workers or 1))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False)
+    app = create_app(settings)
+    tune_for_serving()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 
 

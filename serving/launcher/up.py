@@ -30,6 +30,7 @@ from serving.launcher.plan import EnginePlan, build_plan
 from serving.launcher.process import EngineFailed, EngineJob, EngineSupervisor
 from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineState
+from serving.sidecar.gc_tuning import tune_for_serving
 from serving.sidecar.health import all_metrics_text
 from serving.sidecar.keys import KeyLimits, create_key, read_key_file
 from serving.sidecar.state import SidecarControl, services_of
@@ -184,6 +185,7 @@ class _InProcessSidecar:
             timeout_graceful_shutdown=int(sidecar.shutdown_grace_s)))
 
     async def run(self) -> None:
+        tune_for_serving()
         await self.server.serve()
 
     async def metrics(self) -> bytes:

@@ -21,6 +21,7 @@ from serving.config import PathSettings, SidecarSettings
 from serving.logging_setup import configure_logging
 from serving.sidecar.app import create_app
 from serving.sidecar.engine_state import EngineStateView
+from serving.sidecar.gc_tuning import tune_for_serving
 from serving.sidecar.state import SidecarControl
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def main() -> int:
     server = Server(uvicorn.Config(
         app, log_config=None, access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s)))
+    tune_for_serving()
     server.run(sockets=[reuseport_socket(settings.host, settings.port)])
     return 0
 

@@ -1,12 +1,12 @@
-"""The one module that speaks to vLLM: its HTTP client, error mapping and stream helpers.
+"""The one package that speaks to vLLM: its HTTP client, error mapping and stream helpers.
 
 Every request to an engine (chat or embedding) goes through the client made by
 `engine_client()`. Its API is httpx's (unit tests stand in for vLLM with
-`httpx.MockTransport`), but on the wire it is aiohttp (and `open_upstream`, the relay's
-way in, skips httpx's request machinery): httpx's own transport parses HTTP/1.1
-in pure Python (h11), which cost about 130 µs of CPU per relayed SSE event against about 50
-through aiohttp's C parser (`python -m benchmarks.client_choice`, same run). A GPU emits
-tens of thousands of one-token events per second, so this is the sidecar's largest cost.
+`httpx.MockTransport`), but on the wire it is our own HTTP/1.1 client, `wire.py` (asyncio
+protocols and httptools' C parser), and `open_upstream`, the relay's way in, skips httpx's
+request machinery. A GPU emits tens of thousands of one-token events per second, and the
+client's read path is paid on every one: `python -m benchmarks.client_choice` measures the
+candidates side by side (httpx's own h11 transport, aiohttp, the wire pulled and pushed).
 
 Failures are mapped here, once: refused or timed-out connects become `httpx.ConnectError` /
 `ConnectTimeout` (503 + Retry-After), a silent engine `ReadTimeout` (504), an engine that
