@@ -9,16 +9,21 @@ never reach into the app or the request for services.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from fastapi import Depends, Request
 
 from serving.config import SidecarSettings
 from serving.errors import BadRequest
-from serving.sidecar.auth import Principal, admission, backpressure, require_permission
+from serving.sidecar.auth import (
+    Principal,
+    admission,
+    authenticate,
+    check_backpressure,
+    check_permission,
+)
 from serving.sidecar.limits import Lease
 from serving.sidecar.metrics import SidecarMetrics
 from serving.sidecar.state import Services, request_state, services
@@ -60,30 +65,30 @@ class Call:
         self._lease.tokens += prompt + completion
 
 
-def work(permission: str) -> Callable[..., Coroutine[Any, Any, Call]]:
+def work(permission: str) -> Callable[..., AsyncIterator[Call]]:
     """Dependency factory for a route that does work: key, `permission`, backpressure and
-    admission (in that order), then the `Call`."""
+    admission (in that order, see `auth`), then the `Call`. One dependency with `yield`:
+    FastAPI ends it after the response, so the admission lease covers a stream's last byte."""
 
-    permitted = Depends(require_permission(permission))
-
-    # Defaults, not Annotated: the annotations are strings (PEP 563), and `permitted` is local.
+    # Defaults, not Annotated: the annotations are strings (PEP 563).
     async def call(
         request: Request,
-        principal: Principal = permitted,
-        _: None = Depends(backpressure),
-        lease: Lease = Depends(admission),
+        principal: Principal = Depends(authenticate),
         found: Services = Depends(services),
-    ) -> Call:
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        return Call(
-            request_id=request_state(request.scope).request_id,
-            principal=principal,
-            settings=found.settings,
-            upstream=found.engines.chat,
-            _embedding_upstream=found.engines.embedding,
-            _metrics=found.metrics,
-            _lease=lease,
-            _route=route,
-        )
+    ) -> AsyncIterator[Call]:
+        check_permission(principal, permission)
+        check_backpressure(found)
+        state = request_state(request.scope)
+        async with admission(found, state) as lease:
+            yield Call(
+                request_id=state.request_id,
+                principal=principal,
+                settings=found.settings,
+                upstream=found.engines.chat,
+                _embedding_upstream=found.engines.embedding,
+                _metrics=found.metrics,
+                _lease=lease,
+                _route=getattr(request.scope.get("route"), "path", None) or "unmatched",
+            )
 
     return call
