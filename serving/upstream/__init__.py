@@ -227,6 +227,10 @@ async def read_and_close(response: httpx.Response) -> bytes:
 async def close_quietly(response: httpx.Response) -> None:
     """Close an upstream response even while our task is being cancelled (client gone):
     closing the connection is what tells vLLM to abort the request."""
+    exchange = wire_exchange(response)
+    if exchange is not None:  # closing the wire never waits: nothing to shield
+        exchange.close()
+        return
     with anyio.CancelScope(shield=True):
         await response.aclose()
 

@@ -76,8 +76,8 @@ def _second_prefix(second: int) -> str:
 
 def created_at() -> str:
     """RFC 3339 UTC with nanoseconds, as Ollama writes it (one strftime per second)."""
-    ns = time.time_ns()
-    return f"{_second_prefix(ns // 1_000_000_000)}.{ns % 1_000_000_000:09d}Z"
+    second, ns = divmod(time.time_ns(), 1_000_000_000)
+    return f"{_second_prefix(second)}.{ns:09d}Z"
 
 
 
