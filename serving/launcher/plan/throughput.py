@@ -19,9 +19,11 @@ from serving.launcher.plan.types import SHORT_CONTEXT
 
 BANDWIDTH_EFFICIENCY = 0.7
 COLLECTIVE_SECONDS_PER_LAYER = 20e-6  # one all-reduce / all-gather per layer, NVLink-class
-# Tokens/s one sidecar worker relays within its CPU budget (issue 11 measures it; the lead
-# updates this constant from benchmarks/results/).
-SIDECAR_WORKER_TOKENS_PER_S = 8000
+# Tokens/s one sidecar worker relays with headroom on its core. `make bench-relay` measured
+# 57 µs of CPU per token on the OpenAI route and 82 on the Ollama route at 256 streams
+# (benchmarks/results/20261130-184122-relay/): 10,000 tok/s is 57-82 % of one core, which
+# leaves room for request setup bursts without pushing stream p99 up.
+SIDECAR_WORKER_TOKENS_PER_S = 10_000
 MAX_SIDECAR_WORKERS = 8
 
 
