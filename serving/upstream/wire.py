@@ -294,8 +294,7 @@ class EnginePool:
         self.host = parts.hostname or "127.0.0.1"
         self.tls = parts.scheme == "https"
         self.port = parts.port or (443 if self.tls else 80)
-        default_port = self.port == (443 if self.tls else 80)
-        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        self.host_header = parts.netloc.rpartition("@")[2].encode("ascii")  # [v6]:port kept
         self.max_idle = max_idle
         self.idle_timeout_s = idle_timeout_s
         self._idle: deque[Connection] = deque()
