@@ -336,7 +336,8 @@ class EnginePool:
         now = self.loop.time()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the least likely stale
-            if not connection.closed and now - connection.idle_since < self.idle_timeout_s:
+            if (not connection.closed and not connection.transport.is_closing()
+                    and now - connection.idle_since < self.idle_timeout_s):
                 return connection, True
             connection.close()
         try:
