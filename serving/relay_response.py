@@ -39,7 +39,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from serving.errors import ServingError
+from serving.errors import ServingError, from_upstream_exception
 from serving.upstream import raw_reads, wire_exchange
 
 # Where the sidecar app keeps the server's own `send` (before any middleware wraps it).
@@ -57,8 +57,9 @@ class StreamRelay(Protocol):
     def end(self) -> bytes:
         """The bytes for the client after the upstream's last read."""
 
-    def failed(self, error: httpx.HTTPError | ServingError) -> bytes:
-        """The bytes for the client when the upstream fails mid-stream."""
+    def failed(self, error: ServingError) -> bytes:
+        """The bytes for the client when the upstream fails mid-stream (an engine failure
+        arrives mapped, as `serving.errors.from_upstream_exception` maps it)."""
 
     async def close(self) -> None:
         """Always called last: close the upstream, account what was relayed."""
@@ -130,8 +131,10 @@ async def _relay(relay: StreamRelay, scope: Scope, send: Send) -> None:
                 if out := relay.feed(read):
                     await send({"type": "http.response.body", "body": out, "more_body": True})
         tail = relay.end()
-    except (httpx.HTTPError, ServingError) as exc:
-        tail = relay.failed(exc)
+    except httpx.HTTPError as exc:
+        tail = relay.failed(from_upstream_exception(exc))
+    except ServingError as err:
+        tail = relay.failed(err)
     if tail:
         await send({"type": "http.response.body", "body": tail, "more_body": True})
 

@@ -33,7 +33,6 @@ from serving.errors import (
     ServingError,
     UpstreamUnavailable,
     dialect_route,
-    from_upstream_exception,
 )
 from serving.protocols.names import model_names
 from serving.protocols.ollama import embeddings
@@ -158,10 +157,8 @@ class NdjsonRelay:
         return st.encode_ndjson(
             st.final_lines(self._state, now_ns=time.perf_counter_ns(), created_at=created_at()))
 
-    def failed(self, error: httpx.HTTPError | ServingError) -> bytes:
-        message = (from_upstream_exception(error) if isinstance(error, httpx.HTTPError)
-                   else error).message
-        return st.encode_ndjson([{"error": message}])
+    def failed(self, error: ServingError) -> bytes:
+        return st.encode_ndjson([{"error": error.message}])
 
     async def close(self) -> None:
         await close_quietly(self.upstream)

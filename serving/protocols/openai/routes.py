@@ -16,7 +16,7 @@ import httpx
 from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from serving.errors import OPENAI, ServingError, dialect_route, from_upstream_exception
+from serving.errors import OPENAI, ServingError, dialect_route
 from serving.protocols.names import model_names
 from serving.protocols.openai import compat as compat
 from serving.protocols.openai import embeddings
@@ -195,9 +195,8 @@ class PassThroughRelay:
     def end(self) -> bytes:
         return self._sse.flush()
 
-    def failed(self, error: httpx.HTTPError | ServingError) -> bytes:
-        err = from_upstream_exception(error) if isinstance(error, httpx.HTTPError) else error
-        return sse.error_event(err.message, code=err.code, error_type=err.error_type)
+    def failed(self, error: ServingError) -> bytes:
+        return sse.error_event(error.message, code=error.code, error_type=error.error_type)
 
     async def close(self) -> None:
         await close_quietly(self.upstream)
