@@ -53,6 +53,11 @@ def saved_request(name: str) -> dict[str, Any]:
     return json.loads((DATA / f"{name}.request.json").read_text())
 
 
+def sse_events(blob: bytes) -> list[bytes]:
+    """An SSE body split into its events, each with its blank-line terminator."""
+    return [event + b"\n\n" for event in blob.split(b"\n\n") if event]
+
+
 def sse(*events: dict[str, Any], done: bool = True) -> bytes:
     """SSE ``data:`` events, then ``data: [DONE]`` unless `done` is false."""
     blob = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)

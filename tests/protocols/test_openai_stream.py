@@ -13,6 +13,7 @@ from serving.protocols.openai.stream import (
     is_usage_only_event,
     usage_from_event,
 )
+from tests.fake_vllm import sse_events
 
 CHUNK = (
     b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
@@ -42,10 +43,6 @@ def _relay_all(reads: list[bytes], **kwargs: bool) -> bytes:
     return b"".join(relay.feed(read) for read in reads) + relay.flush()
 
 
-def _events(blob: bytes) -> list[bytes]:
-    return [e + b"\n\n" for e in blob.split(b"\n\n") if e]
-
-
 def test_relay_reassembles_events_cut_anywhere():
     blob = CHUNK + b"data: [DONE]\n\n"
     for cut in range(1, len(blob)):
@@ -65,7 +62,7 @@ def test_recorded_vllm_streams_pass_byte_for_byte(path: Path):
     """Real vLLM streams, relayed in reads of every size from 1 event to the whole stream:
     the bytes out equal the bytes in, apart from the alias and the stripped usage chunk."""
     upstream = path.read_bytes()
-    events = _events(upstream)
+    events = sse_events(upstream)
     usage_only = [e for e in events if is_usage_only_event(e[6:].strip())]
     assert len(usage_only) == 1, "the recordings asked for usage"
     for per_read in (1, 2, 7, len(events)):

@@ -31,16 +31,12 @@ from serving.sidecar.app import create_app
 from serving.sidecar.keys import create_key
 from serving.upstream import wire
 from tests.conftest import free_port
+from tests.fake_vllm import DATA, sse_events
 
-DATA = Path(__file__).parent.parent / "protocols" / "data"
 RECORDED = {path.stem: path.read_bytes() for path in sorted(DATA.glob("*.sse"))}
 GOLDEN = {name: (json.loads((DATA / f"{name}.request.json").read_text()),
                  (DATA / f"{name}.expected.ndjson").read_text())
           for name in ("generate_thinking", "chat_tool_call")}
-
-
-def _events(stream: bytes) -> list[bytes]:
-    return [event + b"\n\n" for event in stream.split(b"\n\n") if event]
 
 
 @dataclass
@@ -168,7 +164,7 @@ CHAT = {"model": "gpt-oss-20b", "stream": True,
 @pytest.mark.parametrize("name", RECORDED)
 async def test_recorded_streams_arrive_byte_for_byte(tmp_path: Path, name: str,
                                                      direct_writes: list[int]) -> None:
-    events = _events(RECORDED[name])
+    events = sse_events(RECORDED[name])
     async with engine(events) as vllm, sidecar(tmp_path, vllm.url) as client:
         asked = await client.post("/v1/chat/completions", json={
             **CHAT, "stream_options": {"include_usage": True}})
@@ -187,7 +183,7 @@ def _without_timings(line: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", GOLDEN)
 async def test_ollama_lines_equal_the_golden_ones(tmp_path: Path, name: str,
                                                   direct_writes: list[int]) -> None:
-    events = _events(RECORDED[name])
+    events = sse_events(RECORDED[name])
     case, expected = GOLDEN[name]
     request = {k: v for k, v in case.items() if k != "kind"}
     route = "/api/generate" if case["kind"] == "generate" else "/api/chat"
@@ -235,6 +231,6 @@ async def test_an_engine_dying_mid_stream_ends_with_an_error_event(
     async with engine(events, cut_after=3) as vllm, sidecar(tmp_path, vllm.url) as client:
         answer = await client.post("/v1/chat/completions", json=CHAT)
     assert answer.content.startswith(b"".join(events[:3]))
-    tail = _events(answer.content)[3:]
+    tail = sse_events(answer.content)[3:]
     assert json.loads(tail[0][6:])["error"]["code"] == "engine_unavailable"
     assert tail[1] == b"data: [DONE]\n\n"
